@@ -1,5 +1,5 @@
 """One GRPO step (rollout + reward + update): rewardjax's `RLTrainer` against TRL's
-`GRPOTrainer` (PyTorch, CPU), in the same process, one after the other.
+`GRPOTrainer` (PyTorch, CPU), in the same process, step by step in turn.
 
 Both sides run the same work:
 
@@ -25,13 +25,17 @@ Both sides run the same work:
   no gradient checkpointing, float32 on both sides.
 
 Timing: wall clock of each full step, the first --warmup steps excluded (compilation in
-rewardjax, first-call overheads in torch); medians over --steps steps. TRL's step is
+rewardjax, first-call overheads in torch); medians over --steps steps. The two trainers
+alternate (each TRL step is followed, outside its timed span, by one rewardjax step), so
+on a shared machine both see the same load. `--threads N` limits both torch and XLA to
+N intra-op threads (default: each library's own default, all cores). TRL's step is
 `on_step_begin` -> `on_step_end` of a `TrainerCallback` (generation, reward, forward,
 backward, clipping, optimizer step); its rollout share is the time spent in
 `_generate_and_score_completions`. rewardjax's breakdown is its own `perf/rollout_s`
 (sampling + decode + reward + advantages) and `perf/update_s`.
 
     python benchmarks/rl_step.py                 # 2 prompts x 8 completions x 128 tokens
+    python benchmarks/rl_step.py --threads 1     # both libraries on one intra-op thread
     python benchmarks/rl_step.py --quick         # smoke run: 16 new tokens, 1 timed step
 """
 

@@ -6,6 +6,10 @@ test questions tokenized with the default tokenizer, truncated to --prompt-len t
 and left-padded to it), greedy, exactly --new-tokens new tokens (no eos), in the same
 process, alternating run by run.
 
+transformers runs once per --hf-threads setting and the faster setting is the
+baseline: on a machine shared with other jobs, torch's default of one OpenMP thread
+per core can be several times slower than one thread.
+
 Figures (all wall-clock, compilation excluded, median of --reps runs):
   prefill tok/s   B * P / time of the prompt forward pass (padding included)
   decode tok/s    B * new_tokens / (generate time - prefill time)
@@ -21,6 +25,7 @@ Figures (all wall-clock, compilation excluded, median of --reps runs):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -28,6 +33,9 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+
+FIGURES = ("prefill_tok_s", "decode_tok_s", "e2e_tok_s", "peak_frac")
 
 
 def parse_args(argv=None):
@@ -42,8 +50,9 @@ def parse_args(argv=None):
     p.add_argument("--kv-heads", type=int, default=4)
     p.add_argument("--mlp", type=int, default=1408)
     p.add_argument("--vocab", type=int, default=4096)
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch intra-op threads (0: torch's default, all cores)")
+    p.add_argument("--hf-threads", type=int, nargs="+", default=[1, 0],
+                   help="torch intra-op thread counts to measure transformers with (0: "
+                        "torch's default, all cores); the faster is the baseline")
     p.add_argument("--quick", action="store_true",
                    help="short run: batch 8, 32 new tokens, 1 rep")
     p.add_argument("--skip-hf", action="store_true", help="rewardjax only")
@@ -100,15 +109,6 @@ def decode_flops_per_token(config, cache_len: float) -> float:
     return 2 * matmul + 2 * attention
 
 
-def timed(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def main(argv=None):
     args = parse_args(argv)
     import jax
@@ -119,10 +119,10 @@ def main(argv=None):
     from rewardjax.models import hf
     from rewardjax.sampling import SamplerConfig, prefill, sample
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    default_threads = torch.get_num_threads()
+    hf_threads = [t or default_threads for t in dict.fromkeys(args.hf_threads)]
 
     hf_config = transformers.Qwen2Config(
         vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.mlp,
@@ -140,9 +140,8 @@ def main(argv=None):
           f"K={config.num_kv_heads} F={config.intermediate_size} V={config.vocab_size} tied "
           f"float32, {n_params / 1e6:.1f}M params")
     print(f"jax {jax.__version__} ({jax.default_backend()}, {jax.device_count()} devices), "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers "
+          f"torch {torch.__version__} (threads {hf_threads}), transformers "
           f"{transformers.__version__}, {os.cpu_count()} cpus, {platform.processor() or platform.machine()}")
-
     load_start = os.getloadavg()[0]
     print(f"load average (1 min) at start: {load_start:.2f}")
 
@@ -153,7 +152,6 @@ def main(argv=None):
     peaks: list[float] = []
     for B in args.batch:
         tokens_np, mask_np = gsm8k_prompts(B, P)
-        # rewardjax
         key = jax.random.key(0)
         t = time.perf_counter()
         out = sample(params, tokens_np, config=config, sampling=sampling, prompt_mask=mask_np)
@@ -168,80 +166,87 @@ def main(argv=None):
             jax.block_until_ready(prefill(params, tokens_np, mask_np.astype(bool), key,
                                           config=config, sampling=sampling))
 
-        jx_prefill()
         input_ids, attention_mask = torch.from_numpy(tokens_np), torch.from_numpy(mask_np)
         gen_kwargs = dict(attention_mask=attention_mask, max_new_tokens=T, min_new_tokens=0,
                           do_sample=False, use_cache=True, pad_token_id=0, eos_token_id=None)
 
-        def hf_generate():
+        def hf_generate(threads):
+            torch.set_num_threads(threads)
             with torch.inference_mode():
                 return model.generate(input_ids, **gen_kwargs)
 
-        def hf_prefill():
+        def hf_prefill(threads):
+            torch.set_num_threads(threads)
             with torch.inference_mode():
                 return model(input_ids, attention_mask=attention_mask, use_cache=True,
                              logits_to_keep=1)
 
+        runs = {"jx": jx_generate, "jx_pre": jx_prefill}
         if not args.skip_hf:
-            hf_out = hf_generate()  # warm-up
+            for th in hf_threads:
+                runs[f"hf{th}"] = functools.partial(hf_generate, th)
+                runs[f"hf{th}_pre"] = functools.partial(hf_prefill, th)
+        for fn in runs.values():  # warm-up
+            fn()
+        hf_out = hf_generate(hf_threads[0]) if not args.skip_hf else None
         # The systems (and the matmul peak) alternate, run by run, so load from other
         # processes on a shared machine hits all alike; each figure is a median over runs.
-        times: dict[str, list[float]] = {"jx": [], "jx_pre": [], "hf": [], "hf_pre": []}
+        times: dict[str, list[float]] = {name: [] for name in runs}
         batch_peaks = []
         for _ in range(args.reps):
             batch_peaks.append(matmul_peak())
-            for name, fn in (("jx", jx_generate), ("jx_pre", jx_prefill),
-                             ("hf", hf_generate), ("hf_pre", hf_prefill)):
-                if name.startswith("hf") and args.skip_hf:
-                    continue
-                times[name].append(timed(fn, 1))
+            for name, fn in runs.items():
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
         peaks += batch_peaks
         peak = statistics.median(batch_peaks)
-        jx_total, jx_pre = statistics.median(times["jx"]), statistics.median(times["jx_pre"])
-        jx_tokens = np.asarray(out.tokens[:, 0])
-        row = {
-            "jax_prefill_tok_s": B * P / jx_pre,
-            "jax_decode_tok_s": B * T / (jx_total - jx_pre),
-            "jax_e2e_tok_s": B * T / jx_total,
-            "jax_first_call_s": first_call_s,
-            "peak_gflops": peak / 1e9,
-        }
+        med = {name: statistics.median(ts) for name, ts in times.items()}
         avg_cache = P + T / 2
-        row["jax_peak_frac"] = row["jax_decode_tok_s"] * decode_flops_per_token(config, avg_cache) / peak
+        flops = decode_flops_per_token(config, avg_cache)
+
+        def figures(total, pre):
+            decode = B * T / (total - pre)
+            return {"prefill_tok_s": B * P / pre, "decode_tok_s": decode,
+                    "e2e_tok_s": B * T / total, "peak_frac": decode * flops / peak}
+
+        row = {f"jax_{k}": v for k, v in figures(med["jx"], med["jx_pre"]).items()}
+        row.update(jax_first_call_s=first_call_s, peak_gflops=peak / 1e9)
+        lines = [("rewardjax", "jax")]
         if not args.skip_hf:
-            hf_total, hf_pre = statistics.median(times["hf"]), statistics.median(times["hf_pre"])
-            hf_tokens = hf_out[:, P:].numpy()
-            row.update({
-                "hf_prefill_tok_s": B * P / hf_pre,
-                "hf_decode_tok_s": B * T / (hf_total - hf_pre),
-                "hf_e2e_tok_s": B * T / hf_total,
-                "decode_speedup": (hf_total - hf_pre) / (jx_total - jx_pre),
-                "e2e_speedup": hf_total / jx_total,
-                "greedy_token_match": float(np.mean(hf_tokens == jx_tokens)),
-            })
-            row["hf_peak_frac"] = row["hf_decode_tok_s"] * decode_flops_per_token(config, avg_cache) / peak
+            for th in hf_threads:
+                row.update({f"hf{th}t_{k}": v
+                            for k, v in figures(med[f"hf{th}"], med[f"hf{th}_pre"]).items()})
+            best = max(hf_threads, key=lambda th: row[f"hf{th}t_decode_tok_s"])
+            row.update({f"hf_{k}": row[f"hf{best}t_{k}"] for k in FIGURES})
+            row.update(hf_threads=best,
+                       decode_speedup=row["jax_decode_tok_s"] / row["hf_decode_tok_s"],
+                       e2e_speedup=row["jax_e2e_tok_s"] / row["hf_e2e_tok_s"],
+                       greedy_token_match=float(np.mean(
+                           hf_out[:, P:].numpy() == np.asarray(out.tokens[:, 0]))))
+            lines += [(f"transformers/{th}t", f"hf{th}t") for th in hf_threads]
         print(f"\nbatch {B}: prompts {P} tokens, {T} new tokens, greedy; float32 matmul peak "
               f"{peak / 1e9:.1f} GFLOP/s (median of {len(batch_peaks)})")
-        print(f"  {'':12s} {'prefill tok/s':>14s} {'decode tok/s':>13s} {'e2e tok/s':>10s} "
+        print(f"  {'':16s} {'prefill tok/s':>14s} {'decode tok/s':>13s} {'e2e tok/s':>10s} "
               f"{'peak frac':>10s}")
-        for name, pre in (("rewardjax", "jax"), ("transformers", "hf")):
-            if f"{pre}_decode_tok_s" in row:
-                print(f"  {name:12s} {row[pre + '_prefill_tok_s']:14.0f} "
-                      f"{row[pre + '_decode_tok_s']:13.0f} {row[pre + '_e2e_tok_s']:10.0f} "
-                      f"{row[pre + '_peak_frac']:10.3f}")
+        for name, pre in lines:
+            print(f"  {name:16s} {row[pre + '_prefill_tok_s']:14.0f} "
+                  f"{row[pre + '_decode_tok_s']:13.1f} {row[pre + '_e2e_tok_s']:10.1f} "
+                  f"{row[pre + '_peak_frac']:10.3f}")
         if "decode_speedup" in row:
-            print(f"  decode speedup {row['decode_speedup']:.2f}x, end-to-end "
-                  f"{row['e2e_speedup']:.2f}x, greedy tokens equal: "
-                  f"{100 * row['greedy_token_match']:.1f}%, rewardjax first call (compile + "
-                  f"run) {first_call_s:.1f}s")
+            print(f"  decode speedup {row['decode_speedup']:.2f}x and end-to-end "
+                  f"{row['e2e_speedup']:.2f}x over transformers/{row['hf_threads']}t; greedy "
+                  f"tokens equal: {100 * row['greedy_token_match']:.1f}%; rewardjax first call "
+                  f"(compile + run) {first_call_s:.1f}s")
         results.update({f"b{B}_{k}": v for k, v in row.items()})
 
     results["peak_gflops"] = statistics.median(peaks) / 1e9
     results["load_end"] = os.getloadavg()[0]
     (out_dir / "results.json").write_text(json.dumps(
         {"args": vars(args), "results": results}, indent=2))
-    keys = [k for k in results if k.endswith(("decode_tok_s", "speedup", "prefill_tok_s",
-                                              "peak_frac"))]
+    keys = [k for k in results if k.split("_", 1)[-1] in (
+        "jax_prefill_tok_s", "jax_decode_tok_s", "hf_prefill_tok_s", "hf_decode_tok_s",
+        "decode_speedup", "e2e_speedup", "jax_peak_frac")]
     print(f"\nload average (1 min) at end: {results['load_end']:.2f}")
     print("RESULT " + " ".join(f"{k}={results[k]:.4g}" for k in ["peak_gflops"] + keys))
     print(f"wrote {out_dir / 'results.json'}")

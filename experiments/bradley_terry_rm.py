@@ -128,8 +128,11 @@ def run(config: Config, out: Path) -> dict:
     train, test, sft_records = _data(config)
     # HH-RLHF transcripts longer than the largest bucket are skipped (and counted).
     overflow = "skip" if config.data == "hh_rlhf" else "raise"
+    # HH-RLHF replies are long: the SFT loss then projects every position.
+    sft = config.sft if overflow == "raise" else dataclasses.replace(config.sft,
+                                                                     response_window=None)
     backbone = recipes.sft_warm_start(backbone, sft_records, tokenizer, config=model,
-                                      sft=config.sft, buckets=config.buckets, out_dir=out,
+                                      sft=sft, buckets=config.buckets, out_dir=out,
                                       seed=config.seed, on_overflow=overflow,
                                       **config.backbone.apply_kwargs)
     params = rm.init_reward_model(backbone, jax.random.fold_in(key, 1), config=model, head="scalar")

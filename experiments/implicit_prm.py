@@ -46,6 +46,8 @@ class Config:
     """Attributes:
       num_train, num_test: solutions (half corrupted) to train on / evaluate.
       beta: β of r = β log π/π_ref.
+      response_window: only the last this-many positions (where every response lies) are
+        projected to the vocabulary; None projects all.
       steps, batch_size: optimizer steps and solutions per step.
       prm_result: a process_rm output directory whose result.json is reported alongside.
     """
@@ -58,6 +60,7 @@ class Config:
     max_steps: int = 8
     sft: recipes.SFTConfig = recipes.SFTConfig()
     beta: float = 0.5
+    response_window: int | None = 48
     steps: int = 200
     batch_size: int = 32
     num_micro: int = 1
@@ -78,7 +81,7 @@ PRESETS = {
         task=arithmetic.ArithmeticConfig(), num_train=263_000, num_test=3_400,
         buckets=(512, 1024, 2048), max_steps=64,
         sft=recipes.SFTConfig(steps=0),  # π and π_ref start from the instruct checkpoint
-        beta=0.05, steps=8_000, batch_size=64, num_micro=16,
+        beta=0.05, response_window=None, steps=8_000, batch_size=64, num_micro=16,
         optimizer=OptimizerConfig(lr=5e-7, warmup_steps=200, total_steps=8_000,
                                   min_lr_ratio=0.0),
         eval_every=1_000, prm_result="runs/process_rm-paper"),
@@ -107,12 +110,13 @@ def run(config: Config, out: Path) -> dict:
     test_pipe = pl.step_pipeline(test, tokenizer, pl.PipelineConfig(
         batch_size=128, shuffle=False, **pipe_config))
 
+    window = config.response_window
     loss_fn = functools.partial(prm.implicit_prm_loss, config=model, beta=config.beta,
-                                **config.backbone.apply_kwargs)
+                                response_window=window, **config.backbone.apply_kwargs)
     batch_fn = rm.make_batch_fn(train_pipe, num_micro=config.num_micro,
-                                transform=_training_view(reference, model))
+                                transform=_training_view(reference, model, window))
     eval_fn = functools.partial(prm.evaluate_implicit, ref_params=reference, pipeline=test_pipe,
-                                config=model, beta=config.beta)
+                                config=model, beta=config.beta, response_window=window)
     _, final = rm.run_stage(reference, loss_fn, batch_fn, optimizer=config.optimizer,
                             num_steps=config.steps, out_dir=out, name="metrics", eval_fn=eval_fn,
                             eval_every=config.eval_every, checkpoint_every=config.eval_every)
@@ -131,9 +135,9 @@ def run(config: Config, out: Path) -> dict:
     return result
 
 
-def _training_view(reference, model):
+def _training_view(reference, model, window):
     """Reference log-probs and outcome labels; the step labels are dropped."""
-    add_reference = prm.with_reference_logprobs(reference, config=model)
+    add_reference = prm.with_reference_logprobs(reference, config=model, response_window=window)
     keys = ("tokens", "attention_mask", "loss_mask", "ref_logp", "outcome")
 
     def transform(batch):

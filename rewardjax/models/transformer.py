@@ -195,15 +195,48 @@ def attention(q_btnh, k_bksh, v_bksh, allowed_bts) -> jax.Array:
     return out.transpose(0, 3, 1, 2, 4).reshape(B, T, N, H)
 
 
+class OutMajor(NamedTuple):
+    """A projection weight stored output axes first: `wq` [D, N, H] as [N, H, D].
+
+    For decoding on CPU: XLA then streams the weight as the matmul's left operand,
+    where an input-major weight is repacked at every call (a batch-8 decode step took
+    ~25% less time). `unstack_layers(params, out_major=True)` builds these.
+    """
+
+    w: jax.Array
+
+
+# Axis permutation from each projection's layout to its OutMajor layout.
+_OUT_MAJOR = {"wq": (1, 2, 0), "wk": (1, 2, 0), "wv": (1, 2, 0), "wo": (2, 0, 1),
+              "w_gate": (1, 0), "w_up": (1, 0), "w_down": (1, 0)}
+
+
+def _dense(spec: str, x, w) -> jax.Array:
+    """`jnp.einsum(spec, x, w)`, for `w` in its usual layout or wrapped in `OutMajor`."""
+    if not isinstance(w, OutMajor):
+        return jnp.einsum(spec, x, w)
+    operands, y_axes = spec.split("->")
+    x_axes, w_axes = operands.split(",")
+    out = "".join(a for a in w_axes if a not in x_axes)
+    contracted = "".join(a for a in w_axes if a in x_axes)
+    rows = "".join(a for a in x_axes if a not in w_axes)
+    y = jnp.einsum(f"{out}{contracted},{x_axes}->{out}{rows}", w.w, x)
+    return jnp.einsum(f"{out}{rows}->{y_axes}", y)
+
+
 def _layer(config: ModelConfig, p: Params, x_btd, positions_bt, inv_freq, kv, allowed_bts,
            write_index):
     """One block. kv is None (no cache) or (cache_k, cache_v, layer index into a stacked
     cache, or None for this layer's own buffer)."""
     c = config
     h = rms_norm(x_btd, p["attn_norm"], c.rms_norm_eps)
-    q = jnp.einsum("btd,dnh->btnh", h, p["wq"])
-    k = jnp.einsum("btd,dkh->btkh", h, p["wk"])
-    v = jnp.einsum("btd,dkh->btkh", h, p["wv"])
+    if "wqkv" in p:  # the fused decode layout of `unstack_layers(out_major=True)`
+        qkv = _dense("btd,dnh->btnh", h, p["wqkv"])
+        q, k, v = jnp.split(qkv, [c.num_heads, c.num_heads + c.num_kv_heads], axis=2)
+    else:
+        q = _dense("btd,dnh->btnh", h, p["wq"])
+        k = _dense("btd,dkh->btkh", h, p["wk"])
+        v = _dense("btd,dkh->btkh", h, p["wv"])
     if c.qkv_bias:
         q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
     if c.qk_norm:
@@ -230,13 +263,16 @@ def _layer(config: ModelConfig, p: Params, x_btd, positions_bt, inv_freq, kv, al
             k, v = cache_k[i], cache_v[i]
         kv = (cache_k, cache_v, i)
     out = attention(q, k, v, allowed_bts)
-    x_btd = x_btd + jnp.einsum("btnh,nhd->btd", out, p["wo"]) + (p["bo"] if c.o_bias else 0)
+    x_btd = x_btd + _dense("btnh,nhd->btd", out, p["wo"]) + (p["bo"] if c.o_bias else 0)
     x_btd = sharding.constrain(x_btd, ("batch", "length", "act_embed"))
     h = rms_norm(x_btd, p["mlp_norm"], c.rms_norm_eps)
-    gate = jnp.einsum("btd,df->btf", h, p["w_gate"])
-    up = jnp.einsum("btd,df->btf", h, p["w_up"])
+    if "w_gate_up" in p:
+        gate, up = jnp.split(_dense("btd,df->btf", h, p["w_gate_up"]), 2, axis=-1)
+    else:
+        gate = _dense("btd,df->btf", h, p["w_gate"])
+        up = _dense("btd,df->btf", h, p["w_up"])
     act = sharding.constrain(jax.nn.silu(gate) * up, ("batch", "length", "act_mlp"))
-    x_btd = x_btd + jnp.einsum("btf,fd->btd", act, p["w_down"])
+    x_btd = x_btd + _dense("btf,fd->btd", act, p["w_down"])
     x_btd = sharding.constrain(x_btd, ("batch", "length", "act_embed"))
     return x_btd, kv
 
@@ -351,17 +387,31 @@ def apply(params: Params, tokens_bt: jax.Array, positions_bt: jax.Array | None =
     return project(params, x, config=c), new_cache
 
 
-def unstack_layers(params: Params) -> Params:
+def unstack_layers(params: Params, *, out_major: bool = False) -> Params:
     """params with `layers` split into a tuple of per-layer dicts, for decode loops.
 
     Inside a loop, `apply` on stacked params slices (copies) every layer's weights at
-    every step; unstacking once before the loop removes those copies.
+    every step; unstacking once before the loop removes those copies. `out_major`
+    also stores the projections as `OutMajor` and fuses q/k/v (`wqkv`) and gate/up
+    (`w_gate_up`) into one matmul each: fewer, larger matmuls for CPU decoding. Either
+    way `apply` computes the same function.
     """
     layers = params["layers"]
-    if isinstance(layers, (tuple, list)):
-        return params
-    n = jax.tree.leaves(layers)[0].shape[0]
-    return {**params, "layers": tuple(jax.tree.map(lambda a: a[i], layers) for i in range(n))}
+    if not isinstance(layers, (tuple, list)):
+        n = jax.tree.leaves(layers)[0].shape[0]
+        layers = tuple(jax.tree.map(lambda a: a[i], layers) for i in range(n))
+    if out_major and "wqkv" not in layers[0]:
+        layers = tuple(_out_major_layer(p) for p in layers)
+    return {**params, "layers": layers}
+
+
+def _out_major_layer(p: Params) -> Params:
+    out = {k: v for k, v in p.items() if k not in _OUT_MAJOR}
+    major = {k: p[k].transpose(_OUT_MAJOR[k]) for k in _OUT_MAJOR}
+    out["wqkv"] = OutMajor(jnp.concatenate([major["wq"], major["wk"], major["wv"]], axis=0))
+    out["w_gate_up"] = OutMajor(jnp.concatenate([major["w_gate"], major["w_up"]], axis=0))
+    out["wo"], out["w_down"] = OutMajor(major["wo"]), OutMajor(major["w_down"])
+    return out
 
 
 def project(params: Params, hidden_btd: jax.Array, *, config: ModelConfig) -> jax.Array:

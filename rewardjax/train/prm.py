@@ -40,7 +40,7 @@ from rewardjax.data.pipeline import Pipeline
 from rewardjax.losses import prm as prm_losses
 from rewardjax.losses.reductions import masked_mean
 from rewardjax.models import ModelConfig
-from rewardjax.sampling import SamplerConfig, sample, sequence_logprobs
+from rewardjax.sampling import SamplerConfig, completion_logprobs, sample, sequence_logprobs
 from rewardjax.train.reward_model import iterate_batches
 
 STEP_RULES = ("value", "delta")
@@ -166,32 +166,62 @@ def with_outcome(batch: dict) -> dict:
     return {**batch, "outcome": (outcome >= 0.5).astype(np.float32)}
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def _logprobs(params, tokens, mask, *, config):
-    return sequence_logprobs(params, tokens, mask, config=config)
+def response_logprobs(params, tokens_bt, mask_bt, *, config: ModelConfig,
+                      window: int | None = None, **apply_kwargs) -> jax.Array:
+    """`sampling.sequence_logprobs`, projecting only the last `window` positions to the
+    vocabulary when given: [B, T], 0 before them.
+
+    Rows are left-padded, so every response ends at column T−1; when each response (its
+    `loss_mask`) fits in the last `window` tokens, the log-probs it needs are exactly
+    those of `sampling.completion_logprobs` on the split at T − window, and the
+    [B, T, V] logits of the prompt positions are never formed.
+    """
+    if window is None or window >= tokens_bt.shape[1] - 1:
+        return sequence_logprobs(params, tokens_bt, mask_bt, config=config, **apply_kwargs)
+    P = tokens_bt.shape[1] - window
+    logp = completion_logprobs(params, tokens_bt[:, :P], mask_bt[:, :P], tokens_bt[:, P:],
+                               mask_bt[:, P:], config=config, **apply_kwargs)
+    return jnp.pad(logp, ((0, 0), (P, 0)))
 
 
-def with_reference_logprobs(ref_params, *, config: ModelConfig) -> Callable[[dict], dict]:
+def check_response_window(batch: dict, window: int | None) -> None:
+    """Raises if a response (`loss_mask`) starts before the last `window` positions."""
+    if window is not None and np.any(np.asarray(batch["loss_mask"])[:, :-window]):
+        longest = int(np.asarray(batch["loss_mask"]).sum(-1).max())
+        raise ValueError(f"a response of {longest} tokens does not fit response_window="
+                         f"{window}; raise the window (or set it to None)")
+
+
+@functools.partial(jax.jit, static_argnames=("config", "window"))
+def _logprobs(params, tokens, mask, *, config, window):
+    return response_logprobs(params, tokens, mask, config=config, window=window)
+
+
+def with_reference_logprobs(ref_params, *, config: ModelConfig, response_window: int | None = None
+                            ) -> Callable[[dict], dict]:
     """A batch transform adding `ref_logp` [B, T]: per-token log-probs under the frozen
-    reference (computed once per batch, outside the differentiated step), and `outcome`."""
+    reference (computed once per batch, outside the differentiated step), and `outcome`.
+    `response_window`: see `response_logprobs` (checked against `loss_mask`)."""
     def transform(batch: dict) -> dict:
-        ref = _logprobs(ref_params, batch["tokens"], batch["attention_mask"], config=config)
+        check_response_window(batch, response_window)
+        ref = _logprobs(ref_params, batch["tokens"], batch["attention_mask"], config=config,
+                        window=response_window)
         return with_outcome({**batch, "ref_logp": np.asarray(ref)})
     return transform
 
 
 def implicit_prm_loss(params, batch, *, config: ModelConfig, beta: float = 0.05,
-                      **apply_kwargs):
+                      response_window: int | None = None, **apply_kwargs):
     """Implicit PRM with the cross-entropy objective on outcome labels (arXiv:2412.01981):
 
         r = β Σ_{response tokens} log π(y_t)/π_ref(y_t),   L = BCE(r, outcome)
 
     `params` is the language model π. The batch needs `tokens`, `attention_mask`,
     `loss_mask` (response tokens), `ref_logp` and `outcome` (`with_reference_logprobs`).
-    Step labels, if present, are not read.
+    Step labels, if present, are not read. `response_window`: see `response_logprobs`.
     """
-    logp = sequence_logprobs(params, batch["tokens"], batch["attention_mask"], config=config,
-                             **apply_kwargs)
+    logp = response_logprobs(params, batch["tokens"], batch["attention_mask"], config=config,
+                             window=response_window, **apply_kwargs)
     loss_b, metrics = prm_losses.implicit_prm_ce_loss(logp, batch["ref_logp"], batch["loss_mask"],
                                                       batch["outcome"], beta=beta)
     r = prm_losses.implicit_reward(jax.lax.stop_gradient(logp), batch["ref_logp"],
@@ -222,7 +252,8 @@ def with_pair_reference_logprobs(ref_params, *, config: ModelConfig) -> Callable
         out = dict(batch)
         for side in ("chosen", "rejected"):
             s = batch[side]
-            ref = _logprobs(ref_params, s["tokens"], s["attention_mask"], config=config)
+            ref = _logprobs(ref_params, s["tokens"], s["attention_mask"], config=config,
+                            window=None)
             out[side] = {**s, "ref_logp": np.asarray(ref)}
         return out
     return transform
@@ -241,9 +272,10 @@ def implicit_step_values(logp_bt, ref_logp_bt, response_mask_bt, step_positions_
     return jnp.cumsum(r_bs, axis=-1) * step_mask_bs, r_bs
 
 
-@functools.partial(jax.jit, static_argnames=("config", "beta"))
-def _implicit_scores(params, batch, *, config, beta):
-    logp = sequence_logprobs(params, batch["tokens"], batch["attention_mask"], config=config)
+@functools.partial(jax.jit, static_argnames=("config", "beta", "window"))
+def _implicit_scores(params, batch, *, config, beta, window):
+    logp = response_logprobs(params, batch["tokens"], batch["attention_mask"], config=config,
+                             window=window)
     q, r = implicit_step_values(logp, batch["ref_logp"], batch["loss_mask"],
                                 batch["step_positions"], batch["step_mask"], beta=beta)
     outcome = prm_losses.implicit_reward(logp, batch["ref_logp"], batch["loss_mask"], beta=beta)
@@ -251,10 +283,11 @@ def _implicit_scores(params, batch, *, config, beta):
 
 
 def score_implicit_steps(params, ref_params, pipeline: Pipeline, *, config: ModelConfig,
-                         beta: float = 0.05) -> dict[str, Any]:
+                         beta: float = 0.05, response_window: int | None = None
+                         ) -> dict[str, Any]:
     """Implicit-PRM prefix values `q`, step rewards `r` (ragged), outcome rewards [N],
     true `first_error` [N] and `outcome` labels [N] of every held-out solution."""
-    ref_fn = with_reference_logprobs(ref_params, config=config)
+    ref_fn = with_reference_logprobs(ref_params, config=config, response_window=response_window)
     out: dict[str, list] = {"scores": [], "labels": [], "first_error": [], "index": []}
     deltas, outcomes, rewards = [], [], []
     for batch in iterate_batches(pipeline):
@@ -262,7 +295,8 @@ def score_implicit_steps(params, ref_params, pipeline: Pipeline, *, config: Mode
         keys = ("tokens", "attention_mask", "loss_mask", "ref_logp", "step_positions",
                 "step_mask")
         q, r, reward = jax.device_get(_implicit_scores(params, {k: batch[k] for k in keys},
-                                                       config=config, beta=beta))
+                                                       config=config, beta=beta,
+                                                       window=response_window))
         _collect(out, batch, q)
         deltas += [r[b, :int(batch["step_mask"][b].sum())] for b in range(r.shape[0])]
         outcomes.append(batch["outcome"])
@@ -272,14 +306,16 @@ def score_implicit_steps(params, ref_params, pipeline: Pipeline, *, config: Mode
 
 
 def evaluate_implicit(params, ref_params, pipeline: Pipeline, *, config: ModelConfig,
-                      beta: float = 0.05) -> dict[str, float]:
+                      beta: float = 0.05, response_window: int | None = None
+                      ) -> dict[str, float]:
     """First-error F1 of an implicit PRM under both read-outs, and outcome accuracy.
 
     `value` rule (headline): the first step whose prefix value σ(q_k) < 1/2, i.e.
     whose prefix is more likely wrong than right. `delta` rule: the first step whose
     process reward r_k < 0, i.e. the first step that lowers the value.
     """
-    s = score_implicit_steps(params, ref_params, pipeline, config=config, beta=beta)
+    s = score_implicit_steps(params, ref_params, pipeline, config=config, beta=beta,
+                             response_window=response_window)
     value = first_error_metrics([jax.nn.sigmoid(q) for q in s["q"]], s["first_error"])
     delta = first_error_metrics(s["r"], s["first_error"], threshold=0.0, prefix="delta/")
     return {**value, **delta,

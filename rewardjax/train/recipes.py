@@ -25,6 +25,8 @@ from rewardjax.data.synthetic.arithmetic import ArithmeticConfig
 from rewardjax.data.tokenizer import default_tokenizer, load_tokenizer
 from rewardjax.models import ModelConfig, hf, init_params
 from rewardjax.sampling import SamplerConfig, sample
+from rewardjax.losses.reductions import TOKEN_MEAN, masked_mean, masked_reduce
+from rewardjax.train.prm import check_response_window, response_logprobs
 from rewardjax.train.reward_model import make_batch_fn, run_stage
 from rewardjax.train.sft import sft_loss
 from rewardjax.train.state import OptimizerConfig
@@ -57,12 +59,12 @@ class BackboneConfig:
     hf_path: str | None = None
     dtype: str = "float32"
     model_type: str = "qwen2"
-    hidden_size: int = 128
-    intermediate_size: int = 512
+    hidden_size: int = 64
+    intermediate_size: int = 256
     num_layers: int = 2
     num_heads: int = 4
     num_kv_heads: int = 2
-    head_dim: int = 32
+    head_dim: int = 16
     rope_theta: float = 10000.0
     init_std: float | None = None
     remat: str = "none"
@@ -93,11 +95,13 @@ def load_backbone(spec: BackboneConfig, key: jax.Array):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SFTConfig:
-    """A supervised warm start; `steps=0` skips it."""
+    """A supervised warm start; `steps=0` skips it. `response_window`: project only the
+    last this-many positions to the vocabulary (`windowed_sft_loss`); None: all."""
 
     steps: int = 300
     batch_size: int = 32
     num_examples: int = 8192
+    response_window: int | None = 48
     optimizer: OptimizerConfig = OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=300)
 
     def __post_init__(self):
@@ -112,6 +116,18 @@ def sync_schedule(optimizer: OptimizerConfig, steps: int) -> OptimizerConfig:
         return optimizer
     return dataclasses.replace(optimizer, total_steps=steps,
                                warmup_steps=min(optimizer.warmup_steps, steps))
+
+
+def windowed_sft_loss(params, batch, *, config: ModelConfig, window: int | None,
+                      **apply_kwargs):
+    """Token-mean cross-entropy of the completion tokens (`loss_mask`), the SFT loss of
+    `train.sft.sft_loss`, with only the last `window` positions projected to the
+    vocabulary (`prm.response_logprobs`; every completion must fit in the window)."""
+    logp = response_logprobs(params, batch["tokens"], batch["attention_mask"], config=config,
+                             window=window, **apply_kwargs)
+    mask = batch["loss_mask"]
+    loss = masked_reduce(-logp, mask, mode=TOKEN_MEAN, denominator=batch["denominator"][0])
+    return loss, {"loss/sft": masked_mean(-logp, mask)}
 
 
 def add_sft_denominator(batch: dict) -> dict:
@@ -134,8 +150,17 @@ def sft_warm_start(params, records: Sequence[SFTExample], tokenizer, *, config: 
     pipe = pl.sft_pipeline(records, tokenizer, pl.PipelineConfig(
         batch_size=sft.batch_size, buckets=buckets, seed=seed, num_epochs=None,
         drop_remainder=True, on_overflow=on_overflow))
-    loss_fn = functools.partial(sft_loss, config=config, remat=remat, scan_layers=scan_layers)
-    state, _ = run_stage(params, loss_fn, make_batch_fn(pipe, transform=add_sft_denominator),
+    if sft.response_window is None:
+        loss_fn = functools.partial(sft_loss, config=config, remat=remat, scan_layers=scan_layers)
+    else:
+        loss_fn = functools.partial(windowed_sft_loss, config=config, window=sft.response_window,
+                                    remat=remat, scan_layers=scan_layers)
+    def transform(batch):
+        if sft.response_window is not None:
+            check_response_window(batch, sft.response_window)
+        return add_sft_denominator(batch)
+
+    state, _ = run_stage(params, loss_fn, make_batch_fn(pipe, transform=transform),
                       optimizer=sft.optimizer, num_steps=sft.steps, out_dir=out_dir, name=name,
                       accumulate="sum")
     return state.params

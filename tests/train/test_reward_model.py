@@ -144,9 +144,15 @@ def test_implicit_prm_wiring(tok, model, backbone):
         logp = sequence_logprobs(p, batch["tokens"], batch["attention_mask"], config=model)
         q, r = prm.implicit_step_values(logp, batch["ref_logp"], batch["loss_mask"],
                                         batch["step_positions"], batch["step_mask"], beta=0.5)
-        return logp, q, r
+        windowed = prm.response_logprobs(p, batch["tokens"], batch["attention_mask"],
+                                         config=model, window=40)
+        return logp, q, r, windowed
 
-    logp, q, r = (np.asarray(x) for x in values(policy))
+    logp, q, r, windowed = (np.asarray(x) for x in values(policy))
+    # projecting only the last 40 positions gives the same response log-probs
+    m = batch["loss_mask"]
+    assert not m[:, :-40].any()
+    np.testing.assert_allclose(windowed[m], logp[m], rtol=1e-4, atol=1e-5)
     idx = batch["step_mask"].sum(1) - 1
     np.testing.assert_allclose(q[np.arange(len(idx)), idx], r.sum(1), rtol=1e-4, atol=1e-5)
     lr = (logp - batch["ref_logp"]) * batch["loss_mask"]
