@@ -4,7 +4,8 @@ import pytest
 
 from tests.experiments.conftest import load_experiment
 
-NAMES = ("bradley_terry_rm", "process_rm", "implicit_prm", "multi_objective_rm")
+NAMES = ("bradley_terry_rm", "process_rm", "implicit_prm", "multi_objective_rm", "grpo_arith",
+         "dr_grpo", "dapo", "ppo_arith", "dpo_arith")
 
 
 @pytest.mark.parametrize("name", NAMES)
