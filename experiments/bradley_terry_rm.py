@@ -16,7 +16,7 @@ one wrong step, `rewardjax.data.synthetic.arithmetic`); `--set data=hh_rlhf` tra
 evaluates on the shipped Anthropic HH-RLHF harmless-base test pairs (2,312, split
 into train / held-out by a seeded permutation).
 
-How `tiny` deviates: a 2-layer Qwen2-style model of width 128 on a byte-level BPE
+How `tiny` deviates: a 2-layer Qwen2-style model of width 64 on a byte-level BPE
 vocabulary of 2,048, initialised by a few hundred SFT steps on correct solutions (the
 paper starts from an 8B instruction-tuned model), a few thousand synthetic pairs
 instead of 26M curated human/AI pairs, and a few hundred optimizer steps. The `paper`
@@ -64,7 +64,7 @@ class Config:
 
     data: str = "synthetic"
     backbone: recipes.BackboneConfig = recipes.BackboneConfig()
-    task: arithmetic.ArithmeticConfig = recipes.TINY_TASK
+    task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
     num_train: int = 4096
     num_test: int = 512
     hh_test_fraction: float = 0.1

@@ -14,12 +14,13 @@ solutions; step-level first-error identification is then evaluated ProcessBench-
 process_rm experiment's PRM F1 (trained with step labels) is reported alongside when
 its result.json is found.
 
-How `tiny` deviates: a 2-layer width-128 model SFT-trained for a few hundred steps on
-single-digit arithmetic (paper: Llama-3.1-8B-Instruct on MATH responses), a few thousand
-synthetic solutions instead of policy samples, β = 0.5 instead of 0.05 (a small model
-must move its log-likelihoods less to express a confident outcome logit), and a few
-hundred optimizer steps. The `paper` preset loads a local Llama-3.1-8B-Instruct with the
-published β and learning rate.
+How `tiny` deviates: a 2-layer width-64 model SFT-trained for a few hundred steps on
+single-digit arithmetic with operands 1..2 (`recipes.TINY_RM_TASK`; paper:
+Llama-3.1-8B-Instruct on MATH responses), a few thousand synthetic solutions instead
+of policy samples, β = 0.5 instead of 0.05 (a small model must move its log-likelihoods
+less to express a confident outcome logit), and a few hundred optimizer steps. The
+`paper` preset loads a local Llama-3.1-8B-Instruct with the published β and learning
+rate.
 
     python experiments/implicit_prm.py --preset tiny
 """
@@ -53,7 +54,7 @@ class Config:
     """
 
     backbone: recipes.BackboneConfig = recipes.BackboneConfig()
-    task: arithmetic.ArithmeticConfig = recipes.TINY_TASK
+    task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
     num_train: int = 4096
     num_test: int = 512
     buckets: tuple[int, ...] = (64, 80, 96)

@@ -16,13 +16,15 @@ error" accuracy on correct ones; the predicted first error is the first step wit
 P(correct) < 0.5) on held-out solutions, half correct and half with one corrupted step,
 next to trivial baselines (always "no error"; a random step; a coin flip between them).
 
-How `tiny` deviates: the policy is a 2-layer width-128 model SFT-trained for a few
+How `tiny` deviates: the policy is a 2-layer width-64 model SFT-trained for a few
 hundred steps on the synthetic arithmetic task (Math-Shepherd uses 7B-70B policies on
-GSM8K/MATH), it labels a few hundred solutions with k = 4 rollouts each (paper: N = 8
-on 170k+ solutions), the solutions it labels are the task's own correct/corrupted
-solutions rather than policy samples, and the arithmetic uses single-digit values so a
-2-layer PRM learns to check a step within minutes on a CPU. The `paper` preset points at
-a local Qwen2.5-Math-7B-Instruct directory with the published k and learning rate.
+GSM8K/MATH), it labels 2,048 solutions with k = 4 rollouts each (paper: N = 8 on 170k+
+solutions), the solutions it labels are the task's own correct/corrupted solutions
+rather than policy samples, and the arithmetic uses single-digit values and operands
+1..2 (`recipes.TINY_RM_TASK`) so a 2-layer PRM learns to check a step within minutes on
+a CPU (800 steps: the step check only emerges after a plateau of ~500 steps). The
+`paper` preset points at a local Qwen2.5-Math-7B-Instruct directory with the published
+k and learning rate.
 
     python experiments/process_rm.py --preset tiny
 """
@@ -70,21 +72,21 @@ class Config:
     """
 
     backbone: recipes.BackboneConfig = recipes.BackboneConfig()
-    task: arithmetic.ArithmeticConfig = recipes.TINY_TASK
-    num_train: int = 512
+    task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
+    num_train: int = 2048
     num_test: int = 512
     num_policy_eval: int = 256
     buckets: tuple[int, ...] = (64, 80, 96)
     max_steps: int = 8
     sft: recipes.SFTConfig = recipes.SFTConfig()
     mc: MonteCarloConfig = MonteCarloConfig()
-    steps: int = 200
+    steps: int = 800
     batch_size: int = 32
     num_micro: int = 1
-    optimizer: OptimizerConfig = OptimizerConfig(lr=2e-3, warmup_steps=20, total_steps=200)
+    optimizer: OptimizerConfig = OptimizerConfig(lr=2e-3, warmup_steps=20, total_steps=800)
     last_step_only: bool = False
     threshold: float = 0.5
-    eval_every: int = 100
+    eval_every: int = 400
     seed: int = 0
 
     def __post_init__(self):

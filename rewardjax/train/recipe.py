@@ -45,6 +45,8 @@ class RLRecipe:
     """SFT warm start + RL on the synthetic arithmetic task.
 
     Attributes:
+      sft_direct_fraction: share of SFT examples that give the bare answer line without
+        the worked steps (`synthetic.sft_examples`); RL can then learn to show its work.
       overlong_buffer: > 0 adds DAPO's soft overlong penalty over the last this-many
         tokens before `rl.max_new_tokens` (0: off).
       checkpoint_every: orbax checkpoints of the RL state every N steps (0: off);
@@ -55,6 +57,7 @@ class RLRecipe:
     task: synthetic.ArithmeticConfig = synthetic.ArithmeticConfig(min_steps=2, max_steps=3)
     sft_steps: int = 200
     sft_batch: int = 32
+    sft_direct_fraction: float = 0.0
     sft_optimizer: OptimizerConfig = OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=200,
                                                      weight_decay=0.01)
     rl: RLConfig = RLConfig()
@@ -83,7 +86,8 @@ def sft_warm_start(params, config, tokenizer, cfg: RLRecipe, out: Path, *, log_e
     if cfg.sft_steps == 0:
         return params
     examples = synthetic.sft_examples(cfg.sft_steps * cfg.sft_batch, seed=cfg.seed + 1,
-                                      config=cfg.task, split="train")
+                                      config=cfg.task, split="train",
+                                      direct_fraction=cfg.sft_direct_fraction)
     pipe = sft_pipeline(examples, tokenizer, PipelineConfig(
         batch_size=cfg.sft_batch, buckets=(96,), seed=cfg.seed, num_epochs=1, prefetch=0))
     optimizer, step = make_sft_step(config, cfg.sft_optimizer)

@@ -124,3 +124,20 @@ def test_train_and_test_splits_are_disjoint():
     assert len(test) > 250 and not train & test
     with pytest.raises(ValueError, match="split"):
         S.problem(0, seed=0, split="valid")
+
+
+def test_sft_examples_direct_fraction():
+    worked = S.sft_examples(400, seed=3)
+    mixed = S.sft_examples(400, seed=3, direct_fraction=0.5)
+    again = S.sft_examples(400, seed=3, direct_fraction=0.5)
+    assert mixed == again  # seeded
+    direct = [m for m in mixed if "\n" not in m.completion]
+    assert 150 < len(direct) < 250
+    for w, m in zip(worked, mixed):
+        assert w.prompt == m.prompt
+        # a direct example is exactly the worked solution's answer line
+        assert m.completion in (w.completion, w.completion.split("\n")[-1])
+        assert S.extract_answer(m.completion) == S.extract_answer(w.completion)
+    assert all("\n" not in m.completion for m in S.sft_examples(20, seed=3, direct_fraction=1.0))
+    with pytest.raises(ValueError, match="direct_fraction"):
+        S.sft_examples(2, seed=3, direct_fraction=1.5)

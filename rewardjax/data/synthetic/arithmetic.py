@@ -350,10 +350,22 @@ def step_solutions(n: int, *, seed: int, config: ArithmeticConfig = ArithmeticCo
 
 
 def sft_examples(n: int, *, seed: int, config: ArithmeticConfig = ArithmeticConfig(),
-                 split: str = "all") -> list[SFTExample]:
-    """(question, correct solution text) pairs."""
-    return [SFTExample(prompt=p.question, completion=solve(p).text)
-            for p in problems(n, seed=seed, config=config, split=split)]
+                 split: str = "all", direct_fraction: float = 0.0) -> list[SFTExample]:
+    """(question, correct solution text) pairs.
+
+    `direct_fraction`: the share of examples whose completion is the answer line alone,
+    without the worked steps (item i is direct when `default_rng([seed, i, 1])` draws
+    below it). SFT data that mixes worked and bare answers gives a policy both habits;
+    the worked one is more often right, which is what RL on the answer reward finds.
+    """
+    if not 0.0 <= direct_fraction <= 1.0:
+        raise ValueError(f"direct_fraction must be in [0, 1], got {direct_fraction}")
+    out = []
+    for i, p in enumerate(problems(n, seed=seed, config=config, split=split)):
+        steps = solve(p).steps
+        direct = direct_fraction and np.random.default_rng([seed, i, 1]).random() < direct_fraction
+        out.append(SFTExample(prompt=p.question, completion=steps[-1] if direct else "\n".join(steps)))
+    return out
 
 
 def rl_prompts(n: int, *, seed: int, config: ArithmeticConfig = ArithmeticConfig(),
