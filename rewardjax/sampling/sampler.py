@@ -14,7 +14,9 @@ Three jitted pieces, in the style of gemma's sampler:
    logits, update the finished flags, feed the token to the model (its keys and values
    are written into the cache in place; the state is donated) for the next logits. The
    loop stops as soon as every row is done. Sampling lives only in the loop body, so
-   it is compiled once; the price is one forward pass after the last token.
+   it is compiled once per phase; the price is one forward pass after the last token.
+   The loop runs in a few phases (`decode_phases`), each over a cache only as long
+   as the slots it can fill, so attention does not read the empty tail of the cache.
 3. `sample` is the host-side entry point: it pads prompts to a bucket (so a new prompt
    length inside a bucket reuses the compiled programs), runs 1 and 2 and reshapes the
    result into `Samples` [B, G, ...].
@@ -229,17 +231,47 @@ def _decode_params(params: transformer.Params) -> transformer.Params:
     return transformer.unstack_layers(params, out_major=True)
 
 
+# Decode runs in at most this many phases, each at least this many tokens long.
+_MAX_PHASES, _MIN_PHASE_TOKENS = 4, 32
+
+
+def decode_phases(max_new_tokens: int) -> tuple[int, ...]:
+    """The completion steps at which decode phases end (the last is `max_new_tokens`).
+
+    Attention reads the whole cache at every step, filled or not. Decoding in a few
+    phases, each with a cache just long enough for the tokens written so far (grown
+    between phases), makes the average step read the prompt plus about half the
+    completion (plus half a phase) instead of the full length. More phases read less
+    but compile one more loop body each, so there are at most `_MAX_PHASES`.
+    """
+    n = max(1, min(_MAX_PHASES, max_new_tokens // _MIN_PHASE_TOKENS))
+    return tuple(max_new_tokens * (i + 1) // n for i in range(n))
+
+
+def _resize_cache(cache: KVCache, length: int) -> KVCache:
+    """The cache cut or zero-padded to `length` slots (its filled slots must fit)."""
+    def fit(x, axis):
+        if x.shape[axis] >= length:
+            return jax.lax.slice_in_dim(x, 0, length, axis=axis)
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (0, length - x.shape[axis])
+        return jnp.pad(x, pad)
+
+    return KVCache(k=tuple(fit(k, 2) for k in cache.k), v=tuple(fit(v, 2) for v in cache.v),
+                   mask=fit(cache.mask, 1), index=cache.index)
+
+
 @functools.partial(jax.jit, static_argnames=("config", "sampling"), donate_argnames=("state",))
 def decode(params: transformer.Params, state: SamplingState, *, config: ModelConfig,
            sampling: SamplerConfig) -> SamplingState:
     """Samples until every row is done or `max_new_tokens` are drawn.
 
-    `state` is donated: its cache and token buffers are updated in place.
+    `state` is donated: its cache and token buffers are updated in place. The loop runs
+    in `decode_phases` (a phase whose rows are all done exits at once); the returned
+    cache has the length it came in with.
     """
     params = _decode_params(params)
-
-    def cond(st: SamplingState):
-        return (st.step < sampling.max_new_tokens) & ~jnp.all(st.done)
+    prompt_len = state.cache.mask.shape[1] - sampling.max_new_tokens
 
     def body(st: SamplingState):
         st, token_r = _advance(st, sampling)
@@ -248,7 +280,13 @@ def decode(params: transformer.Params, state: SamplingState, *, config: ModelCon
         logits_rv = transformer.project(params, hidden_r1d, config=config)[:, 0]
         return _constrain_state(st._replace(cache=cache, logits=logits_rv))
 
-    return jax.lax.while_loop(cond, body, state)
+    for end in decode_phases(sampling.max_new_tokens):
+        def cond(st: SamplingState, end=end):
+            return (st.step < end) & ~jnp.all(st.done)
+
+        state = _constrain_state(state._replace(cache=_resize_cache(state.cache, prompt_len + end)))
+        state = jax.lax.while_loop(cond, body, state)
+    return state  # the last phase ends at `max_new_tokens`: the cache is full length again
 
 
 @functools.partial(jax.jit, static_argnames=("num_samples",))

@@ -160,6 +160,33 @@ def test_eos_ids_stop_sequences_and_max_new_tokens(tiny):
     assert FinishReason.EOS in reasons and FinishReason.STOP in reasons
 
 
+
+def test_phased_decode_matches_transformers_generate(tmp_path):
+    """A completion long enough for several decode phases (the cache grows between
+    them) still matches transformers' greedy tokens, with exact log-probs."""
+    from rewardjax.sampling.sampler import decode_phases
+
+    assert decode_phases(10) == (10,) and decode_phases(128) == (32, 64, 96, 128)
+    sampling = SamplerConfig(max_new_tokens=70, temperature=0.0, prompt_buckets=(16,))
+    assert len(decode_phases(sampling.max_new_tokens)) == 2
+    model = _hf_model("qwen2")
+    model.save_pretrained(tmp_path)
+    config, params = hf.load(tmp_path)
+    prompts = ragged_prompts(LENGTHS, vocab=config.vocab_size)
+    tokens, mask = left_pad(prompts)
+    with torch.no_grad():
+        ref = model.generate(torch.tensor(tokens, dtype=torch.long),
+                             attention_mask=torch.tensor(mask, dtype=torch.long),
+                             max_new_tokens=sampling.max_new_tokens, do_sample=False,
+                             pad_token_id=0, eos_token_id=None)
+    out = sample(params, prompts, config=config, sampling=sampling)
+    np.testing.assert_array_equal(np.asarray(out.tokens[:, 0]), ref[:, tokens.shape[1]:].numpy())
+    c_mask = np.ones(out.tokens[:, 0].shape, np.int32)
+    want = _completion_logprobs(params, jnp.asarray(tokens), jnp.asarray(mask),
+                                jnp.asarray(out.tokens[:, 0]), jnp.asarray(c_mask), 1.0,
+                                config=config)
+    np.testing.assert_allclose(np.asarray(out.logprobs[:, 0]), np.asarray(want), atol=1e-4)
+
 class _ApplySpy:
     """Records the (tokens, cache k) shapes of every traced `transformer.apply` call."""
 
