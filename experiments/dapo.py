@@ -25,7 +25,7 @@ PRESETS = {
         rl=RLConfig(steps=60, prompts_per_step=16, group_size=8, max_new_tokens=40,
                     prompt_length=56, minibatches=2, advantage="grpo", reduction="token_mean",
                     eps_low=0.2, eps_high=0.28, dynamic_sampling=True, max_sampling_rounds=3),
-        rl_optimizer=OptimizerConfig(lr=5e-4, warmup_steps=5, total_steps=120, min_lr_ratio=1.0),
+        rl_optimizer=OptimizerConfig(lr=5e-5, warmup_steps=5, total_steps=60, min_lr_ratio=1.0),
         overlong_buffer=12,
     ),
     "paper": RLRecipe(

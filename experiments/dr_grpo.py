@@ -10,7 +10,7 @@ without inflating the length of wrong responses (compare `response/length` in th
 curves with experiments/grpo_arith.py).
 
 Deviations of the `tiny` preset: the synthetic arithmetic task and a ~1M-parameter model
-warm-started by SFT (see grpo_arith.py); a larger learning rate. `paper` follows the
+warm-started by SFT (see grpo_arith.py), lr 5e-5. `paper` follows the
 released oat-zero setting: 128 prompts x 8 samples per step, β = 0, lr 1e-6, a
 3,000-token budget, on a local Qwen2.5-Math-7B directory.
 
@@ -27,7 +27,7 @@ PRESETS = {
         rl=RLConfig(steps=60, prompts_per_step=16, group_size=8, max_new_tokens=40,
                     prompt_length=56, minibatches=2, advantage="grpo", scale_by_std=False,
                     reduction="seq_mean_token_sum_norm", max_len_norm=40),
-        rl_optimizer=OptimizerConfig(lr=5e-4, warmup_steps=5, total_steps=120, min_lr_ratio=1.0),
+        rl_optimizer=OptimizerConfig(lr=5e-5, warmup_steps=5, total_steps=60, min_lr_ratio=1.0),
     ),
     "paper": RLRecipe(
         model=ModelSpec(path="checkpoints/Qwen2.5-Math-7B"),

@@ -9,9 +9,15 @@ What it reproduces: RL with a verifiable 0/1 answer reward (math-verify) raises 
 pass@1 on held-out problems above the SFT starting point.
 
 Deviations of the `tiny` preset: a ~1M-parameter Qwen2-style model trained from scratch
-by a short SFT warm start on the synthetic arithmetic task (`rewardjax.data.synthetic`)
-instead of a pretrained 7B on GSM8K/MATH; no KL term (β = 0, as DAPO and Dr. GRPO);
-token-mean reduction; a larger learning rate; 2 minibatch updates per rollout.
+by a short SFT warm start on the synthetic arithmetic task (`rewardjax.data.synthetic`,
+two or three single-digit additions/subtractions) instead of a pretrained 7B on
+GSM8K/MATH. Half of the SFT examples give the bare answer line without the worked steps,
+so the SFT policy has two habits, and the worked one is right more often: RL on the
+answer reward learns to show its work (responses get longer), the effect R1-style RL
+reports at scale. No KL term (β = 0, as DAPO and Dr. GRPO); token-mean reduction;
+30 steps of 16 prompts x 8 samples, one on-policy update each, lr 5e-5 (Adam's first
+steps move every weight by about lr, so larger rates knock a 1M model off its SFT
+solution).
 `paper` is DeepSeekMath's GRPO setting (lr 1e-6, β = 0.04, G = 64, 1,024 samples per
 step, max length 1,024, one update per rollout) on a local checkpoint directory.
 
@@ -25,12 +31,11 @@ from rewardjax.train.rl import RLConfig
 
 PRESETS = {
     "tiny": RLRecipe(
-        sft_steps=200,
-        rl=RLConfig(steps=60, prompts_per_step=16, group_size=8, max_new_tokens=40,
-                    prompt_length=56, temperature=1.0, epochs=1, minibatches=2,
+        rl=RLConfig(steps=30, prompts_per_step=16, group_size=8, max_new_tokens=32,
+                    prompt_length=56, temperature=1.0, epochs=1, minibatches=1,
                     advantage="grpo", scale_by_std=True, reduction="token_mean",
                     eps_low=0.2, eps_high=0.2, kl_coef=0.0),
-        rl_optimizer=OptimizerConfig(lr=5e-4, warmup_steps=5, total_steps=120, min_lr_ratio=1.0),
+        rl_optimizer=OptimizerConfig(lr=5e-5, warmup_steps=5, total_steps=30, min_lr_ratio=1.0),
     ),
     "paper": RLRecipe(
         model=ModelSpec(path="checkpoints/deepseek-math-7b-instruct"),

@@ -27,7 +27,7 @@ PRESETS = {
         rl=RLConfig(steps=60, prompts_per_step=32, group_size=4, max_new_tokens=40,
                     prompt_length=56, minibatches=2, advantage="gae", gamma=1.0, lam=0.95,
                     value_coef=0.5, value_clip=0.2, reduction="token_mean"),
-        rl_optimizer=OptimizerConfig(lr=5e-4, warmup_steps=5, total_steps=120, min_lr_ratio=1.0),
+        rl_optimizer=OptimizerConfig(lr=5e-5, warmup_steps=5, total_steps=60, min_lr_ratio=1.0),
     ),
     "paper": RLRecipe(
         model=ModelSpec(path="checkpoints/Qwen2.5-7B"),

@@ -28,6 +28,13 @@ from rewardjax.train.sft import make_sft_step
 from rewardjax.train.state import OptimizerConfig, init_state
 
 
+# Two or three additions/subtractions of single digits with values up to 19: the worked
+# solution is within reach of a ~1M-parameter model after a few hundred SFT steps, the
+# bare answer much less often.
+TINY_RL_TASK = synthetic.ArithmeticConfig(min_steps=2, max_steps=3, ops=("+", "-"), max_start=9,
+                                          max_operand=5, max_value=19)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """A fresh Qwen2-style model (tiny), or a local Hugging Face checkpoint (`path`)."""
@@ -54,11 +61,11 @@ class RLRecipe:
     """
 
     model: ModelSpec = ModelSpec()
-    task: synthetic.ArithmeticConfig = synthetic.ArithmeticConfig(min_steps=2, max_steps=3)
-    sft_steps: int = 200
+    task: synthetic.ArithmeticConfig = TINY_RL_TASK
+    sft_steps: int = 500
     sft_batch: int = 32
-    sft_direct_fraction: float = 0.0
-    sft_optimizer: OptimizerConfig = OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=200,
+    sft_direct_fraction: float = 0.5
+    sft_optimizer: OptimizerConfig = OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=500,
                                                      weight_decay=0.01)
     rl: RLConfig = RLConfig()
     rl_optimizer: OptimizerConfig = OptimizerConfig(lr=5e-4, total_steps=1000, min_lr_ratio=1.0)
