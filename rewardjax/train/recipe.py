@@ -54,6 +54,8 @@ class RLRecipe:
     Attributes:
       sft_direct_fraction: share of SFT examples that give the bare answer line without
         the worked steps (`synthetic.sft_examples`); RL can then learn to show its work.
+      sft_buckets: SFT sequence lengths (prompt + completion; the longest `task`
+        example must fit, or the pipeline raises naming the record).
       overlong_buffer: > 0 adds DAPO's soft overlong penalty over the last this-many
         tokens before `rl.max_new_tokens` (0: off).
       checkpoint_every: orbax checkpoints of the RL state every N steps (0: off);
@@ -65,6 +67,7 @@ class RLRecipe:
     sft_steps: int = 500
     sft_batch: int = 32
     sft_direct_fraction: float = 0.5
+    sft_buckets: tuple[int, ...] = (80,)
     sft_optimizer: OptimizerConfig = OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=500,
                                                      weight_decay=0.01)
     rl: RLConfig = RLConfig()
@@ -96,7 +99,7 @@ def sft_warm_start(params, config, tokenizer, cfg: RLRecipe, out: Path, *, log_e
                                       config=cfg.task, split="train",
                                       direct_fraction=cfg.sft_direct_fraction)
     pipe = sft_pipeline(examples, tokenizer, PipelineConfig(
-        batch_size=cfg.sft_batch, buckets=(96,), seed=cfg.seed, num_epochs=1, prefetch=0))
+        batch_size=cfg.sft_batch, buckets=cfg.sft_buckets, seed=cfg.seed, num_epochs=1, prefetch=0))
     optimizer, step = make_sft_step(config, cfg.sft_optimizer)
     state = init_state(params, optimizer)
     logger = MetricsLogger(out, name="sft", total_steps=cfg.sft_steps, tensorboard=False)
