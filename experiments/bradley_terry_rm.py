@@ -55,6 +55,9 @@ class Config:
     """Attributes:
       data: "synthetic" (arithmetic pairs) or "hh_rlhf" (the shipped harmless-base pairs).
       num_train, num_test: synthetic pairs drawn from the train / test problem splits.
+      step_fraction: share of the synthetic training pairs that are step-level (the
+        solution up to its corrupted step on both sides, `arithmetic.preference_pairs`);
+        held-out pairs are always whole solutions.
       hh_test_fraction: held-out share of the HH-RLHF pairs.
       buckets: padded lengths; longer HH-RLHF pairs are skipped (counted), prompts keep
         their end when truncated.
@@ -67,6 +70,7 @@ class Config:
     task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
     num_train: int = 4096
     num_test: int = 512
+    step_fraction: float = 0.0
     hh_test_fraction: float = 0.1
     buckets: tuple[int, ...] = (64, 96, 128)
     sft: recipes.SFTConfig = recipes.SFTConfig()
@@ -106,7 +110,8 @@ def _data(config: Config):
     """(train pairs, held-out pairs, SFT examples for the warm start)."""
     if config.data == "synthetic":
         train = arithmetic.preference_pairs(config.num_train, seed=config.seed,
-                                            config=config.task, split="train")
+                                            config=config.task, split="train",
+                                            step_fraction=config.step_fraction)
         test = arithmetic.preference_pairs(config.num_test, seed=config.seed + 1,
                                            config=config.task, split="test")
         sft = arithmetic.sft_examples(config.sft.num_examples, seed=config.seed + 2,

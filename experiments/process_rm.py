@@ -22,7 +22,10 @@ GSM8K/MATH), it labels 2,048 solutions with k = 4 rollouts each (paper: N = 8 on
 solutions), the solutions it labels are the task's own correct/corrupted solutions
 rather than policy samples, and the arithmetic uses single-digit values and operands
 1..2 (`recipes.TINY_RM_TASK`) so a 2-layer PRM learns to check a step within minutes on
-a CPU (800 steps: the step check only emerges after a plateau of ~500 steps). The
+a CPU. Both PRMs train on each solution up to its first step labelled wrong, as PRM800K
+("Let's Verify Step by Step", arXiv:2305.20050) labels solutions; trained on every
+step, the tiny PRM must also learn to carry an earlier error forward and plateaus for
+hundreds of steps (`--set up_to_first_error=false`). The
 `paper` preset points at a local Qwen2.5-Math-7B-Instruct directory with the published
 k and learning rate.
 
@@ -69,6 +72,9 @@ class Config:
       num_policy_eval: held-out prompts the policy's greedy accuracy is measured on.
       steps, batch_size: PRM optimizer steps and solutions per step (each PRM).
       last_step_only: train on the answer step only (an ORM on the same data).
+      up_to_first_error: train on each solution only up to its first step labelled
+        wrong (< 0.5, by hard or Monte Carlo labels), as PRM800K labels solutions
+        (`StepSolution.up_to_first_error`); False trains on every step.
     """
 
     backbone: recipes.BackboneConfig = recipes.BackboneConfig()
@@ -85,6 +91,7 @@ class Config:
     num_micro: int = 1
     optimizer: OptimizerConfig = OptimizerConfig(lr=2e-3, warmup_steps=20, total_steps=800)
     last_step_only: bool = False
+    up_to_first_error: bool = True
     threshold: float = 0.5
     eval_every: int = 400
     seed: int = 0
@@ -171,6 +178,8 @@ def run(config: Config, out: Path) -> dict:
         batch_size=128, buckets=config.buckets, shuffle=False, max_steps=config.max_steps))
     results = {}
     for name, records in (("hard", hard), ("mc", soft)):
+        if config.up_to_first_error:
+            records = [r.up_to_first_error() for r in records]
         results[name] = train_prm(name, policy, records, test_pipe, tokenizer, model=model,
                                   config=config, key=jax.random.fold_in(key, 3), out=out)
 

@@ -372,6 +372,20 @@ class StepSolution(_Record):
         """Index of the first step labeled < 0.5, or -1 if none (ProcessBench convention)."""
         return next((i for i, v in enumerate(self.labels) if v < 0.5), -1)
 
+    def up_to_first_error(self) -> "StepSolution":
+        """This solution cut after its first step labelled wrong (itself if none is).
+
+        PRM800K ("Let's Verify Step by Step", arXiv:2305.20050) labels a solution only
+        up to its first wrong step; training a PRM on such prefixes teaches it the
+        check of one step, which is all first-error identification reads (later steps
+        of a causal model cannot change the scores before them).
+        """
+        end = self.first_error
+        if end < 0:
+            return self
+        return dataclasses.replace(self, steps=self.steps[:end + 1],
+                                   labels=self.labels[:end + 1])
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SFTExample(_Record):

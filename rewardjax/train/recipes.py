@@ -39,9 +39,10 @@ TINY_TASK = ArithmeticConfig(min_steps=2, max_steps=4, max_start=9, max_value=9,
                              ops=("+", "-"), max_error=2)
 
 # The reward-model experiments' tiny task: TINY_TASK with operands 1..2. A 2-layer width-64
-# PRM trained on step labels learns to check a step ("a op b = c") only after a plateau of
-# ~500 optimizer steps (F1 0.76 after 800); with operands 1..3 the check had not emerged
-# after 600 steps (first-error F1 ~0.35).
+# PRM trained on every step's label learns to check a step ("a op b = c") only after a
+# plateau of ~500 optimizer steps (first-error F1 0.52 after 800); trained on solutions
+# cut after their first wrong step (`StepSolution.up_to_first_error`) it reaches F1 0.9
+# after 300 steps and 1.0 after 600.
 TINY_RM_TASK = dataclasses.replace(TINY_TASK, max_operand=2)
 
 

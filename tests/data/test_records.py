@@ -53,6 +53,11 @@ def test_ranking_order_and_step_properties():
     soft = StepSolution(prompt="p", steps=["a", "b"], labels=[0.9, 0.6])
     assert hard.is_hard and hard.first_error == 1
     assert not soft.is_hard and soft.first_error == -1
+    cut = hard.up_to_first_error()
+    assert cut.steps == ("a", "b") and cut.labels == (1.0, 0.0) and cut.prompt == "p"
+    assert soft.up_to_first_error() is soft
+    mc = StepSolution(prompt="p", steps=["a", "b", "c"], labels=[0.75, 0.25, 0.5])
+    assert mc.up_to_first_error().labels == (0.75, 0.25)
 
 
 @pytest.mark.parametrize("kwargs, field, expected", [

@@ -104,6 +104,20 @@ def test_record_generators():
         assert S.is_correct(p.chosen, S.extract_answer(p.chosen))
         assert S.extract_answer(p.chosen) != S.extract_answer(p.rejected)
         assert p.subset in ("steps_2", "steps_3", "steps_4")
+    mixed = S.preference_pairs(200, seed=0, step_fraction=0.5)
+    step_pairs = [p for p in mixed if p.subset == "step"]
+    assert 60 < len(step_pairs) < 140
+    for whole, p in zip(S.preference_pairs(200, seed=0), mixed):
+        if p.subset != "step":
+            assert p == whole
+            continue
+        good, bad = p.chosen.split("\n"), p.rejected.split("\n")
+        # the same correct prefix, then the right step against the first wrong one
+        assert len(good) == len(bad) and good[:-1] == bad[:-1] and good[-1] != bad[-1]
+        assert whole.chosen.startswith(p.chosen) and whole.rejected.startswith(p.rejected)
+        assert not good[-1].startswith("Answer")
+    with pytest.raises(ValueError, match="step_fraction"):
+        S.preference_pairs(2, seed=0, step_fraction=1.5)
     steps = S.step_solutions(200, seed=0, error_rate=0.5)
     assert all(isinstance(s, StepSolution) and s.is_hard for s in steps)
     wrong = np.mean([s.first_error >= 0 for s in steps])

@@ -331,13 +331,29 @@ def _subset(prob: Problem) -> str:
 
 
 def preference_pairs(n: int, *, seed: int, config: ArithmeticConfig = ArithmeticConfig(),
-                     split: str = "all") -> list[PreferencePair]:
-    """Correct (chosen) vs corrupted (rejected) solutions; subset `steps_<k>`."""
+                     split: str = "all", step_fraction: float = 0.0) -> list[PreferencePair]:
+    """Correct (chosen) vs corrupted (rejected) solutions; subset `steps_<k>`.
+
+    `step_fraction`: the share of pairs that are step-level instead (subset `step`): both
+    sides are the solution up to the corrupted step, right on the chosen side and wrong
+    on the rejected one, after the same correct prefix, as in Step-DPO ("Step-DPO:
+    Step-wise Preference Optimization for Long-chain Reasoning", arXiv:2406.18629).
+    Item i is step-level when `default_rng([seed, i, 3 << 20])` draws below it.
+    """
+    if not 0.0 <= step_fraction <= 1.0:
+        raise ValueError(f"step_fraction must be in [0, 1], got {step_fraction}")
     out = []
     for i in range(n):
         bad = corrupted(i, seed=seed, config=config, split=split)
-        out.append(PreferencePair(prompt=bad.problem.question, chosen=solve(bad.problem).text,
-                                  rejected=bad.text, subset=_subset(bad.problem)))
+        good = solve(bad.problem)
+        if step_fraction and np.random.default_rng([seed, i, 3 << 20]).random() < step_fraction:
+            end = bad.first_error + 1
+            out.append(PreferencePair(prompt=bad.problem.question,
+                                      chosen="\n".join(good.steps[:end]),
+                                      rejected="\n".join(bad.steps[:end]), subset="step"))
+        else:
+            out.append(PreferencePair(prompt=bad.problem.question, chosen=good.text,
+                                      rejected=bad.text, subset=_subset(bad.problem)))
     return out
 
 
