@@ -10,7 +10,10 @@ What it reproduces: policy π and reference π_ref both start from the same SFT'
 model; π is trained with CE on "is the final answer right" for correct and corrupted
 solutions; step-level first-error identification is then evaluated ProcessBench-style
 (arXiv:2412.06559) on held-out solutions, predicting the first step whose prefix value
-σ(q_k) falls below 1/2 (the `delta/` figures use the first step with r_k < 0). The
+σ(q_k) falls below 1/2 (`f1`), the first step with r_k < 0 (`f1_delta`), or the first
+step with q_k below a threshold picked for the best F1 on other train-split solutions
+(`f1_tuned`: trained on outcomes only, q_k is not anchored at 0; see
+`prm.evaluate_implicit`). The
 process_rm experiment's PRM F1 (trained with step labels) is reported alongside when
 its result.json is found.
 
@@ -46,6 +49,8 @@ from rewardjax.train.state import OptimizerConfig
 class Config:
     """Attributes:
       num_train, num_test: solutions (half corrupted) to train on / evaluate.
+      num_calibration: train-split solutions (other draws than the training ones) on
+        which the `tuned` read-out picks its threshold on q; 0 skips it.
       beta: β of r = β log π/π_ref.
       response_window: only the last this-many positions (where every response lies) are
         projected to the vocabulary; None projects all.
@@ -57,6 +62,7 @@ class Config:
     task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
     num_train: int = 4096
     num_test: int = 512
+    num_calibration: int = 512
     buckets: tuple[int, ...] = (64, 80, 96)
     max_steps: int = 8
     sft: recipes.SFTConfig = recipes.SFTConfig()
@@ -110,6 +116,12 @@ def run(config: Config, out: Path) -> dict:
         **pipe_config))
     test_pipe = pl.step_pipeline(test, tokenizer, pl.PipelineConfig(
         batch_size=128, shuffle=False, **pipe_config))
+    calibration = None
+    if config.num_calibration:
+        calibration = pl.step_pipeline(
+            arithmetic.step_solutions(config.num_calibration, seed=config.seed + 3,
+                                      config=config.task, split="train"),
+            tokenizer, pl.PipelineConfig(batch_size=128, shuffle=False, **pipe_config))
 
     window = config.response_window
     loss_fn = functools.partial(prm.implicit_prm_loss, config=model, beta=config.beta,
@@ -117,14 +129,20 @@ def run(config: Config, out: Path) -> dict:
     batch_fn = rm.make_batch_fn(train_pipe, num_micro=config.num_micro,
                                 transform=_training_view(reference, model, window))
     eval_fn = functools.partial(prm.evaluate_implicit, ref_params=reference, pipeline=test_pipe,
-                                config=model, beta=config.beta, response_window=window)
+                                config=model, beta=config.beta, response_window=window,
+                            calibration=calibration)
     _, final = rm.run_stage(reference, loss_fn, batch_fn, optimizer=config.optimizer,
                             num_steps=config.steps, out_dir=out, name="metrics", eval_fn=eval_fn,
                             eval_every=config.eval_every, checkpoint_every=config.eval_every)
     plot_curves(out / "metrics.jsonl", ["loss", "accuracy", "reward/mean", "grad_norm",
-                                        "eval/f1", "eval/delta/f1"],
+                                        "eval/f1", "eval/delta/f1", "eval/tuned/f1"],
                 out / "curves.png", title="Implicit PRM (CE on outcome labels)")
-    result = {"f1": final["f1"], "error_acc": final["error_accuracy"],
+    tuned = {}
+    if calibration is not None:
+        tuned = {"f1_tuned": final["tuned/f1"], "error_acc_tuned": final["tuned/error_accuracy"],
+                 "correct_acc_tuned": final["tuned/correct_accuracy"],
+                 "threshold_tuned": final["tuned/threshold"]}
+    result = {**tuned, "f1": final["f1"], "error_acc": final["error_accuracy"],
               "correct_acc": final["correct_accuracy"], "f1_delta": final["delta/f1"],
               "outcome_accuracy": final["outcome_accuracy"], "beta": config.beta,
               "train_solutions": config.num_train, "test_solutions": config.num_test}

@@ -124,6 +124,22 @@ def first_error_metrics(step_scores: Sequence[np.ndarray], first_error: np.ndarr
             f"{prefix}correct_accuracy": s.correct_accuracy}
 
 
+def tune_first_error_threshold(step_scores: Sequence[np.ndarray], first_error: np.ndarray,
+                               *, max_candidates: int = 256) -> float:
+    """The threshold of the rule "first step scoring below it" with the best ProcessBench
+    F1 on these (calibration) solutions: for scores on no fixed scale, such as an
+    implicit PRM's prefix values. Candidates: midpoints between quantiles of the scores
+    (at most `max_candidates`); ties go to the lowest threshold."""
+    values = np.unique(np.concatenate([np.asarray(s, np.float64) for s in step_scores]))
+    if len(values) > max_candidates:
+        values = np.unique(np.quantile(values, np.linspace(0.0, 1.0, max_candidates)))
+    candidates = np.concatenate([[values[0] - 1.0], (values[1:] + values[:-1]) / 2,
+                                 [values[-1] + 1.0]])
+    f1 = [first_error_metrics(step_scores, first_error, threshold=float(t))["f1"]
+          for t in candidates]
+    return float(candidates[int(np.argmax(f1))])
+
+
 def step_label_accuracy(step_scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]
                         ) -> float:
     """Fraction of steps with (score ≥ 0.5) == (label ≥ 0.5)."""
@@ -306,19 +322,31 @@ def score_implicit_steps(params, ref_params, pipeline: Pipeline, *, config: Mode
 
 
 def evaluate_implicit(params, ref_params, pipeline: Pipeline, *, config: ModelConfig,
-                      beta: float = 0.05, response_window: int | None = None
-                      ) -> dict[str, float]:
-    """First-error F1 of an implicit PRM under both read-outs, and outcome accuracy.
+                      beta: float = 0.05, response_window: int | None = None,
+                      calibration: Pipeline | None = None) -> dict[str, float]:
+    """First-error F1 of an implicit PRM under three read-outs, and outcome accuracy.
 
-    `value` rule (headline): the first step whose prefix value σ(q_k) < 1/2, i.e.
-    whose prefix is more likely wrong than right. `delta` rule: the first step whose
-    process reward r_k < 0, i.e. the first step that lowers the value.
+    `value` rule: the first step whose prefix value σ(q_k) < 1/2, i.e. whose prefix is
+    more likely wrong than right. `delta/` rule: the first step whose process reward
+    r_k < 0, i.e. the first step that lowers the value. `tuned/` rule (with a
+    `calibration` pipeline of other solutions): the first step with q_k below the
+    threshold that maximises F1 on the calibration solutions
+    (`tune_first_error_threshold`). Trained on outcomes only, q_k need not cross 0 where
+    the prefix turns wrong: on the tiny arithmetic task correct steps drift slightly
+    below 0 while a wrong step drops q by several units, so the fixed-threshold rules
+    flag nearly every correct solution.
     """
-    s = score_implicit_steps(params, ref_params, pipeline, config=config, beta=beta,
-                             response_window=response_window)
+    kwargs = dict(config=config, beta=beta, response_window=response_window)
+    s = score_implicit_steps(params, ref_params, pipeline, **kwargs)
     value = first_error_metrics([jax.nn.sigmoid(q) for q in s["q"]], s["first_error"])
     delta = first_error_metrics(s["r"], s["first_error"], threshold=0.0, prefix="delta/")
-    return {**value, **delta,
+    tuned = {}
+    if calibration is not None:
+        c = score_implicit_steps(params, ref_params, calibration, **kwargs)
+        threshold = tune_first_error_threshold(c["q"], c["first_error"])
+        tuned = {**first_error_metrics(s["q"], s["first_error"], threshold=threshold,
+                                       prefix="tuned/"), "tuned/threshold": threshold}
+    return {**value, **delta, **tuned,
             "outcome_accuracy": float(np.mean((s["reward"] > 0) == (s["outcome"] > 0.5)))}
 
 

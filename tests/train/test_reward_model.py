@@ -214,6 +214,24 @@ def test_first_error_metrics_and_baselines():
     assert ((base["random_step"] >= 0) & (base["random_step"] < [3, 4, 2, 5])).all()
 
 
+def test_tuned_threshold_picks_the_gap_between_correct_and_wrong_steps():
+    # Prefix values off any fixed scale: correct steps at -0.1..-0.3, wrong ones below -2.
+    scores = [np.array([-0.1, -2.5, -3.0]), np.array([-0.2, -0.3]), np.array([-2.2, -1.0]),
+              np.array([-0.1, -0.2, -0.25])]
+    first_error = np.array([1, -1, 0, -1])
+    assert prm.first_error_metrics(scores, first_error, threshold=0.0)["f1"] == 0.0
+    t = prm.tune_first_error_threshold(scores, first_error)
+    assert -2.2 < t <= -0.3  # inside the band of perfect F1
+    assert prm.first_error_metrics(scores, first_error, threshold=t)["f1"] == 1.0
+    # With more distinct scores than candidates, quantiles still find a perfect cut.
+    wrong = [np.array([-0.01 * i, -10.0 - 0.01 * i]) for i in range(300)]
+    right = [np.array([-0.001 * i, -0.002 * i, -0.003 * i]) for i in range(300)]
+    gold = np.array([1] * 300 + [-1] * 300)
+    t = prm.tune_first_error_threshold(wrong + right, gold, max_candidates=16)
+    assert -10.0 < t < -3.0
+    assert prm.first_error_metrics(wrong + right, gold, threshold=t)["f1"] == 1.0
+
+
 def test_gating_trains_only_the_gate_on_features(tok, model, backbone):
     params = rm.init_reward_model(backbone, jax.random.key(1), config=model,
                                   head="multi_objective", num_objectives=3, gating_hidden=8)
