@@ -27,11 +27,13 @@ every optimizer setting, so lr / batch / length there are the usual 8B BT settin
 Known gap: the tiny preset reaches ~0.58 held-out pairwise accuracy on the synthetic
 pairs (issue 4 asks for 0.9). Longer training, weight decay, 4x the pairs, 4 layers,
 width 128, longer chains, Step-DPO step pairs (`step_fraction`) and a PRM-trained
-backbone all stayed between 0.58 and 0.84: a scalar read at the last token of a
-2-layer model fits the training problems' answers instead of checking every step and
-carrying an error to the end (on step pairs alone it fits them, train accuracy 1.0,
-yet scores whole solutions at 0.59). The PRM and the implicit PRM on the same task
-do not have this problem (first-error F1 0.98 and 0.97).
+backbone all stayed between 0.58 and 0.84. From pair labels alone, a scalar read at the
+last token of a small model does not learn to check every step and carry an error to
+the end: on step pairs alone it fits them (train accuracy 1.0) yet scores whole
+solutions at 0.59, and with the question removed (nothing to memorise) it reaches only
+0.72-0.78; on small problem spaces it also fits the training problems' answers (below
+chance on 1-2 step problems). The PRM and the implicit PRM on the same task do not
+have this problem (first-error F1 0.98 and 0.97).
 
     python experiments/bradley_terry_rm.py --preset tiny
     python experiments/bradley_terry_rm.py --preset tiny --set data=hh_rlhf
