@@ -130,7 +130,7 @@ def run(config: Config, out: Path) -> dict:
                                 transform=_training_view(reference, model, window))
     eval_fn = functools.partial(prm.evaluate_implicit, ref_params=reference, pipeline=test_pipe,
                                 config=model, beta=config.beta, response_window=window,
-                            calibration=calibration)
+                                calibration=calibration)
     _, final = rm.run_stage(reference, loss_fn, batch_fn, optimizer=config.optimizer,
                             num_steps=config.steps, out_dir=out, name="metrics", eval_fn=eval_fn,
                             eval_every=config.eval_every, checkpoint_every=config.eval_every)

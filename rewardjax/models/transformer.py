@@ -230,13 +230,20 @@ def _matmul(spec: str, x, w, preferred_element_type=None) -> jax.Array:
     return _matmul_fwd(spec, x, w, preferred_element_type)[0]
 
 
-def _matmul_axes(spec: str) -> tuple[int, bool]:
-    """(number of row axes, whether w's output axes come first) for a `_matmul` spec."""
+def _spec_axes(spec: str) -> tuple[str, str, str, str, str, str]:
+    """(x axes, w axes, y axes, rows, contracted, out) of a projection's einsum spec:
+    rows are x's axes not in w, contracted the axes they share, out w's own axes."""
     operands, y_axes = spec.split("->")
     x_axes, w_axes = operands.split(",")
     rows = "".join(a for a in x_axes if a not in w_axes)
     contracted = "".join(a for a in w_axes if a in x_axes)
     out = "".join(a for a in w_axes if a not in x_axes)
+    return x_axes, w_axes, y_axes, rows, contracted, out
+
+
+def _matmul_axes(spec: str) -> tuple[int, bool]:
+    """(number of row axes, whether w's output axes come first) for a `_matmul` spec."""
+    x_axes, w_axes, y_axes, rows, contracted, out = _spec_axes(spec)
     if x_axes != rows + contracted or y_axes != rows + out or w_axes not in (
             contracted + out, out + contracted):
         raise ValueError(
@@ -271,11 +278,7 @@ def _dense(spec: str, x, w) -> jax.Array:
     """`jnp.einsum(spec, x, w)`, for `w` in its usual layout or wrapped in `OutMajor`."""
     if not isinstance(w, OutMajor):
         return _matmul(spec, x, w)
-    operands, y_axes = spec.split("->")
-    x_axes, w_axes = operands.split(",")
-    out = "".join(a for a in w_axes if a not in x_axes)
-    contracted = "".join(a for a in w_axes if a in x_axes)
-    rows = "".join(a for a in x_axes if a not in w_axes)
+    x_axes, _, y_axes, rows, contracted, out = _spec_axes(spec)
     y = jnp.einsum(f"{out}{contracted},{x_axes}->{out}{rows}", w.w, x)
     return jnp.einsum(f"{out}{rows}->{y_axes}", y)
 
