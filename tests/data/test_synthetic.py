@@ -155,3 +155,16 @@ def test_sft_examples_direct_fraction():
     assert all("\n" not in m.completion for m in S.sft_examples(20, seed=3, direct_fraction=1.0))
     with pytest.raises(ValueError, match="direct_fraction"):
         S.sft_examples(2, seed=3, direct_fraction=1.5)
+
+
+def test_tiny_bt_task_held_out_pairs_span_many_questions():
+    # The BT experiment's task: its held-out pairs come from many questions in even
+    # shares of chain length (with 2-4 steps, 45% came from a dozen 2-step questions).
+    from rewardjax.train.recipes import TINY_BT_TASK
+
+    test = S.preference_pairs(512, seed=1, config=TINY_BT_TASK, split="test")
+    assert len({p.prompt for p in test}) > 200
+    shares = {k: sum(p.subset == k for p in test) / len(test) for k in {p.subset for p in test}}
+    assert set(shares) == {"steps_3", "steps_4", "steps_5"} and max(shares.values()) < 0.45
+    train = S.preference_pairs(2048, seed=0, config=TINY_BT_TASK, split="train")
+    assert not {p.prompt for p in train} & {p.prompt for p in test}
