@@ -11,9 +11,12 @@ never remote code.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
+import struct
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -21,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save_file
 
 from rewardjax import sharding
 from rewardjax.models import transformer
@@ -263,53 +265,166 @@ def _set(tree, key, value):
 # ----------------------------------------------------------------------------- writing
 
 
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """One HF tensor to write: which parameter (and layer) it comes from, and its form."""
+
+    name: str
+    tensor: _Tensor
+    layer: int | None
+    dtype: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.tensor.hf_shape) * self.dtype.itemsize
+
+
+def _entries(config: ModelConfig, params: transformer.Params, dtype) -> list[_Entry]:
+    """Every HF tensor in file order, its shape checked against the config up front, so a
+    bad params tree fails before anything is gathered or written."""
+    L = config.num_layers
+    out = []
+    for t in _mapping(config):
+        stacked = "{i}" in t.hf_name
+        try:
+            leaf = _get(params, t.key)
+        except (KeyError, TypeError):
+            raise CheckpointError(
+                f"params has no {'/'.join(t.key)!r}, which config ({t.fields}) needs for "
+                f"{t.hf_name.format(i=0)!r}") from None
+        want = ((L,) if stacked else ()) + t.to_ours(np.empty(t.hf_shape, np.int8)).shape
+        if tuple(leaf.shape) != want:
+            raise CheckpointError(
+                f"params {'/'.join(t.key)!r} has shape {tuple(leaf.shape)} but config "
+                f"({t.fields}, num_hidden_layers={L}) expects {want}")
+        out_dtype = np.dtype(leaf.dtype if dtype is None else dtype)
+        for i in (range(L) if stacked else [None]):
+            out.append(_Entry(t.hf_name.format(i=i), t, i, out_dtype))
+    return out
+
+
+@jax.jit
+def _layer(x: jax.Array, i: jax.Array) -> jax.Array:
+    # The layer index is traced, so each stacked parameter compiles one slice program
+    # rather than one per layer.
+    return jax.lax.dynamic_index_in_dim(x, i, keepdims=False)
+
+
+def _gather(entry: _Entry, params: transformer.Params) -> np.ndarray:
+    """The full HF tensor on this host; every process must call it (multi-host gather)."""
+    x = _get(params, entry.tensor.key)
+    if entry.layer is not None:
+        x = _layer(x, entry.layer)
+    full = sharding.host_local_array(x).astype(entry.dtype, copy=False)
+    return np.ascontiguousarray(entry.tensor.to_hf(full))
+
+
 def hf_tensors(config: ModelConfig, params: transformer.Params,
                dtype=None) -> Iterator[tuple[str, np.ndarray]]:
-    """(HF name, host array) pairs for every tensor, one at a time."""
-    for t in _mapping(config):
-        full = sharding.host_local_array(_get(params, t.key))
-        if dtype is not None:
-            full = full.astype(dtype)
-        if "{i}" in t.hf_name:
-            for i in range(config.num_layers):
-                yield t.hf_name.format(i=i), np.ascontiguousarray(t.to_hf(full[i]))
-        else:
-            yield t.hf_name, np.ascontiguousarray(t.to_hf(full))
+    """(HF name, host array) pairs for every tensor, one at a time.
+
+    Each tensor is gathered alone (one layer of a stacked parameter at a time), so a
+    sharded model never has more than one tensor on the host. With several processes,
+    every process must consume the iterator in step: each tensor is an all-gather.
+    """
+    for entry in _entries(config, params, dtype):
+        yield entry.name, _gather(entry, params)
+
+
+# safetensors orders a file's tensors by dtype (this order) and then by name; writing
+# the same order makes our files byte-identical to `safetensors.numpy.save_file`'s.
+_SAFETENSORS_DTYPES = {
+    "uint64": "U64", "int64": "I64", "float64": "F64", "complex64": "C64",
+    "float32": "F32", "uint32": "U32", "int32": "I32", "bfloat16": "BF16", "float16": "F16",
+    "uint16": "U16", "int16": "I16", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "int8": "I8", "uint8": "U8", "bool": "BOOL",
+}
+_DTYPE_RANK = {name: k for k, name in enumerate(_SAFETENSORS_DTYPES)}
+
+
+def _safetensors_header(entries: list[_Entry], metadata: dict[str, str]) -> tuple[bytes, dict]:
+    """The length-prefixed JSON header of a safetensors file and each tensor's data offset.
+
+    Format: 8-byte little-endian header length, the JSON header (space-padded to a
+    multiple of 8 bytes), then the tensors' bytes back to back in header order.
+    """
+    for e in entries:
+        if e.dtype.name not in _SAFETENSORS_DTYPES:
+            raise CheckpointError(f"tensor {e.name!r}: dtype {e.dtype.name} has no safetensors "
+                                  f"code; expected one of {sorted(_SAFETENSORS_DTYPES)}")
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offsets, begin = {}, 0
+    for e in sorted(entries, key=lambda e: (_DTYPE_RANK[e.dtype.name], e.name)):
+        header[e.name] = {"dtype": _SAFETENSORS_DTYPES[e.dtype.name],
+                          "shape": list(e.tensor.hf_shape),
+                          "data_offsets": [begin, begin + e.nbytes]}
+        offsets[e.name] = begin
+        begin += e.nbytes
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text, offsets
+
+
+def _write_file(file: Path, entries: list[_Entry], params: transformer.Params,
+                writer: bool) -> None:
+    """Writes one safetensors file tensor by tensor: the header goes first (shapes are
+    known without data), then each tensor, once gathered, at its offset. Only `writer`
+    touches the file; every process gathers."""
+    header, offsets = _safetensors_header(entries, {"format": "pt"})
+    with open(file, "wb") if writer else contextlib.nullcontext() as f:
+        if writer:
+            f.write(header)
+        for e in entries:
+            arr = _gather(e, params)
+            if writer:
+                f.seek(len(header) + offsets[e.name])
+                f.write(arr.reshape(-1).view(np.uint8))
 
 
 def save(path: str | os.PathLike, config: ModelConfig, params: transformer.Params, *,
          dtype=None, max_shard_bytes: int | None = None) -> Path:
     """Writes config.json and safetensors (sharded with an index past `max_shard_bytes`).
 
+    Works from params sharded over any mesh, on one or several processes, without the
+    model ever being whole on one host: each tensor is gathered alone (an all-gather
+    that every process joins), written at its place in its file and dropped, so host
+    memory holds one tensor at a time whatever `max_shard_bytes` is. safetensors' own
+    writer needs a file's tensors all at once, so the file format is written here
+    (byte-identical to it). Only process 0 writes; every process must call `save`.
+
     Args:
       dtype: numpy/ml_dtypes dtype to store (default: the params' dtype).
+      max_shard_bytes: start a new file before a tensor that would take the current one
+        past this many bytes (default: one file).
     """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    hf_config = config.to_hf()
-    if dtype is not None:
-        hf_config["torch_dtype"] = np.dtype(dtype).name
-    else:
-        hf_config["torch_dtype"] = np.dtype(params["embed"].dtype).name
-    shards: list[dict[str, np.ndarray]] = [{}]
+    writer = jax.process_index() == 0
+    entries = _entries(config, params, dtype)
+    files: list[list[_Entry]] = [[]]
     size = 0
-    for name, arr in hf_tensors(config, params, dtype):
-        if max_shard_bytes is not None and shards[-1] and size + arr.nbytes > max_shard_bytes:
-            shards.append({})
+    for e in entries:
+        if max_shard_bytes is not None and files[-1] and size + e.nbytes > max_shard_bytes:
+            files.append([])
             size = 0
-        shards[-1][name] = arr
-        size += arr.nbytes
-    if len(shards) == 1:
-        save_file(shards[0], path / SINGLE_FILE, metadata={"format": "pt"})
-    else:
-        weight_map = {}
-        total = 0
-        for k, shard in enumerate(shards):
-            fname = f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors"
-            save_file(shard, path / fname, metadata={"format": "pt"})
-            weight_map.update({name: fname for name in shard})
-            total += sum(a.nbytes for a in shard.values())
-        (path / INDEX_FILE).write_text(json.dumps(
-            {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
-    (path / "config.json").write_text(json.dumps(hf_config, indent=2))
+        files[-1].append(e)
+        size += e.nbytes
+    names = ([SINGLE_FILE] if len(files) == 1 else
+             [f"model-{k + 1:05d}-of-{len(files):05d}.safetensors" for k in range(len(files))])
+    if writer:
+        path.mkdir(parents=True, exist_ok=True)
+    for name, file_entries in zip(names, files):
+        _write_file(path / name, file_entries, params, writer)
+    if writer:
+        if len(files) > 1:
+            weight_map = {e.name: name for name, fe in zip(names, files) for e in fe}
+            (path / INDEX_FILE).write_text(json.dumps(
+                {"metadata": {"total_size": sum(e.nbytes for e in entries)},
+                 "weight_map": weight_map}, indent=2))
+        hf_config = config.to_hf()
+        hf_config["torch_dtype"] = np.dtype(params["embed"].dtype if dtype is None else dtype).name
+        (path / "config.json").write_text(json.dumps(hf_config, indent=2))
+    if jax.process_count() > 1:
+        # No process returns before the directory is complete.
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(f"rewardjax.hf.save:{path}")
     return path

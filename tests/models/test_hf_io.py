@@ -1,6 +1,11 @@
 """Export to and import from Hugging Face directories; clear errors for bad checkpoints."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -8,9 +13,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from rewardjax import models
+from rewardjax import models, sharding
 from rewardjax.models import hf
 from tests.models.conftest import hf_logits, left_padded_batch, transformers
+from tests.models.hf_export_worker import export_case
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tiny(model_type="qwen2", **kw):
@@ -70,6 +78,112 @@ def test_bfloat16_export_and_load(tmp_path):
     assert loaded["embed"].dtype == jnp.bfloat16
     np.testing.assert_array_equal(np.asarray(loaded["embed"]),
                                   np.asarray(params["embed"].astype(jnp.bfloat16)))
+
+
+# ----------------------------------------------------------------------------- export from a mesh
+
+
+def _spy_gathers(monkeypatch) -> list[tuple[int, ...]]:
+    """Records the shape of every array `hf` gathers onto the host."""
+    shapes = []
+    real = sharding.host_local_array
+
+    def spy(x):
+        shapes.append(tuple(x.shape))
+        return real(x)
+
+    monkeypatch.setattr(sharding, "host_local_array", spy)
+    return shapes
+
+
+def _placed(config, params):
+    mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
+    rules = sharding.logical_rules(fsdp=True, tensor_parallel=True)
+    return sharding.place(params, models.param_axes(config), mesh, rules)
+
+
+def test_export_from_a_sharded_model_gathers_one_tensor_at_a_time(tmp_path, monkeypatch):
+    config, init = export_case()
+    params = jax.jit(init)(jax.random.key(3))
+    placed = _placed(config, params)
+    # [L, D, F] split over fsdp (D) and tensor (F): no device holds a whole tensor
+    assert {s.data.shape for s in placed["layers"]["w_up"].addressable_shards} == {(2, 16, 24)}
+    hf.save(tmp_path / "unsharded", config, params, max_shard_bytes=20_000)
+    sizes = [a.size for _, a in hf.hf_tensors(config, params)]
+    gathered = _spy_gathers(monkeypatch)
+    hf.save(tmp_path / "sharded", config, placed, max_shard_bytes=20_000)
+    # one gather per HF tensor (one layer of a stacked parameter), never a whole parameter
+    assert [int(np.prod(s)) for s in gathered] == sizes
+    files = sorted(p.name for p in (tmp_path / "unsharded").iterdir())
+    assert len(files) > 3 and files == sorted(p.name for p in (tmp_path / "sharded").iterdir())
+    for name in files:
+        assert (tmp_path / "sharded" / name).read_bytes() == \
+            (tmp_path / "unsharded" / name).read_bytes(), name
+    _, loaded = hf.load(tmp_path / "sharded")
+    jax.tree.map(np.testing.assert_array_equal, params, loaded)
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path / "sharded", local_files_only=True).eval()
+    tokens, mask, positions = left_padded_batch(vocab=64)
+    ours, _ = models.apply(params, jnp.asarray(tokens), config=config, mask_bt=jnp.asarray(mask))
+    ref = hf_logits(hf_model, tokens, mask, positions)
+    assert np.abs(np.asarray(ours) - ref)[mask == 1].max() < 1e-5
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_export_matches_one_process(tmp_path):
+    config, init = export_case()
+    hf.save(tmp_path / "one", config, jax.jit(init)(jax.random.key(3)), max_shard_bytes=20_000)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "tests.models.hf_export_worker", str(port), str(i),
+         str(tmp_path / "two")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
+    files = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "two").iterdir())
+    for name in files:
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+
+
+def test_export_writes_only_on_process_zero_but_gathers_on_every_process(tmp_path, monkeypatch):
+    config = _tiny("llama", vocab_size=64)
+    placed = _placed(config, models.init_params(config, jax.random.key(4)))
+    gathered = _spy_gathers(monkeypatch)
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    hf.save(tmp_path / "out", config, placed, max_shard_bytes=20_000)
+    assert not (tmp_path / "out").exists()
+    # 9 per-layer tensors x 2 layers + embed, final norm, lm_head
+    assert len(gathered) == 9 * 2 + 3
+
+
+def test_export_is_byte_identical_to_safetensors_with_mixed_dtypes(tmp_path):
+    config = _tiny("qwen3")
+    params = models.init_params(config, jax.random.key(5))
+    # bfloat16 matrices with float32 norms: a file holding two dtypes, which safetensors
+    # orders by dtype before name
+    mixed = jax.tree_util.tree_map_with_path(
+        lambda path, x: x if path[-1].key.endswith("norm") else x.astype(jnp.bfloat16), params)
+    hf.save(tmp_path / "ours", config, mixed)
+    save_file(dict(hf.hf_tensors(config, mixed)), tmp_path / "theirs.safetensors",
+              metadata={"format": "pt"})
+    assert (tmp_path / "ours" / hf.SINGLE_FILE).read_bytes() == \
+        (tmp_path / "theirs.safetensors").read_bytes()
+
+
+def test_export_of_params_that_do_not_match_the_config_is_refused(tmp_path):
+    config = _tiny("llama")
+    params = models.init_params(_tiny("llama", intermediate_size=64), jax.random.key(0))
+    with pytest.raises(hf.CheckpointError, match=r"params 'layers/w_gate' has shape \(2, 32, 64\) "
+                                                  r"but config \(intermediate_size=48"):
+        hf.save(tmp_path / "out", config, params)
+    assert not (tmp_path / "out").exists()
 
 
 # ----------------------------------------------------------------------------- config forms
