@@ -1,6 +1,7 @@
 """Decoder-only transformer families and Hugging Face interop."""
 
 from rewardjax.models import hf
+from rewardjax.models import lora
 from rewardjax.models.config import ConfigError, ModelConfig, RopeScaling
 from rewardjax.models.hf import CheckpointError
 from rewardjax.models.transformer import (
