@@ -65,8 +65,9 @@ from rewardjax.data import pipeline as pl
 from rewardjax.data.hh_rlhf import read_hh_rlhf
 from rewardjax.data.records import SFTExample
 from rewardjax.data.synthetic import arithmetic
-from rewardjax.train import plot_curves, write_result
-from rewardjax.train import recipes
+from rewardjax import recipes
+from rewardjax.sharding import MeshConfig
+from rewardjax.train import make_batch_fn, plot_curves, run_stage, write_result
 from rewardjax.train import reward_model as rm
 from rewardjax.train.state import OptimizerConfig
 
@@ -77,6 +78,7 @@ DATASETS = ("synthetic", "hh_rlhf")
 class Config:
     """Attributes:
       data: "synthetic" (arithmetic pairs) or "hh_rlhf" (the shipped harmless-base pairs).
+      backbone, mesh: the model and the mesh it trains on.
       num_train, num_test: synthetic pairs drawn from the train / test problem splits.
       step_fraction: share of the synthetic training pairs that are step-level (the
         solution up to its corrupted step on both sides, `arithmetic.preference_pairs`);
@@ -90,6 +92,7 @@ class Config:
 
     data: str = "synthetic"
     backbone: recipes.BackboneConfig = recipes.BackboneConfig()
+    mesh: MeshConfig = MeshConfig()
     task: arithmetic.ArithmeticConfig = recipes.TINY_BT_TASK
     num_train: int = 40_960
     num_test: int = 512
@@ -120,7 +123,8 @@ PRESETS = {
     "tiny_hh": Config(data="hh_rlhf", steps=300, eval_every=100),
     "paper": Config(
         backbone=recipes.BackboneConfig(hf_path="checkpoints/Llama-3.1-8B-Instruct",
-                                        dtype="bfloat16", remat="full", scan_layers=True),
+                                        compute_dtype="bfloat16", remat="full",
+                                        scan_layers=True),
         task=arithmetic.ArithmeticConfig(), num_train=26_000_000, num_test=10_000,
         step_fraction=0.0,
         buckets=(1024, 2048, 4096, 8192, 16384),  # assumed maximum length
@@ -155,18 +159,17 @@ def _data(config: Config):
 
 def run(config: Config, out: Path) -> dict:
     key = jax.random.key(config.seed)
-    model, backbone, tokenizer = recipes.load_backbone(config.backbone, jax.random.fold_in(key, 0))
+    backbone = recipes.load_backbone(config.backbone, jax.random.fold_in(key, 0), config.mesh)
+    model, tokenizer = backbone.config, backbone.tokenizer
     train, test, sft_records = _data(config)
     # HH-RLHF transcripts longer than the largest bucket are skipped (and counted).
     overflow = "skip" if config.data == "hh_rlhf" else "raise"
     # HH-RLHF replies are long: the SFT loss then projects every position.
     sft = config.sft if overflow == "raise" else dataclasses.replace(config.sft,
                                                                      response_window=None)
-    backbone = recipes.sft_warm_start(backbone, sft_records, tokenizer, config=model,
-                                      sft=sft, buckets=config.buckets, out_dir=out,
-                                      seed=config.seed, on_overflow=overflow,
-                                      **config.backbone.apply_kwargs)
-    params = rm.init_reward_model(backbone, jax.random.fold_in(key, 1), config=model, head="scalar")
+    policy = recipes.sft_warm_start(backbone, sft_records, sft=sft, buckets=config.buckets,
+                                    out_dir=out, seed=config.seed, on_overflow=overflow)
+    params = rm.init_reward_model(policy, jax.random.fold_in(key, 1), config=model, head="scalar")
 
     train_pipe = pl.preference_pipeline(train, tokenizer, pl.PipelineConfig(
         batch_size=config.batch_size, buckets=config.buckets, seed=config.seed, num_epochs=None,
@@ -178,10 +181,10 @@ def run(config: Config, out: Path) -> dict:
                                 label_smoothing=config.label_smoothing,
                                 **config.backbone.apply_kwargs)
     eval_fn = functools.partial(rm.evaluate_pairs, pipeline=test_pipe, config=model)
-    state, final = rm.run_stage(params, loss_fn, rm.make_batch_fn(train_pipe, num_micro=config.num_micro),
-                         optimizer=config.optimizer, num_steps=config.steps, out_dir=out,
-                         name="metrics", eval_fn=eval_fn, eval_every=config.eval_every,
-                         checkpoint_every=config.eval_every)
+    state, final = run_stage(params, loss_fn, make_batch_fn(train_pipe, num_micro=config.num_micro),
+                             optimizer=config.optimizer, num_steps=config.steps, out_dir=out,
+                             name="metrics", eval_fn=eval_fn, eval_every=config.eval_every,
+                             checkpoint_every=config.eval_every, placement=backbone.placement)
 
     plot_curves(out / "metrics.jsonl", ["loss", "accuracy", "margin", "grad_norm",
                                         "eval/accuracy", "eval/ece"],

@@ -17,7 +17,8 @@ on a local Qwen2.5-32B directory.
 
 from rewardjax import experiment
 from rewardjax.train import OptimizerConfig
-from rewardjax.train.recipe import ModelSpec, RLRecipe, run_rl_recipe
+from rewardjax.recipes import BackboneConfig, SFTConfig
+from rewardjax.recipes.rl_arith import RLRecipe, run_rl_recipe
 from rewardjax.train.rl import RLConfig
 
 PRESETS = {
@@ -29,8 +30,9 @@ PRESETS = {
         overlong_buffer=12,
     ),
     "paper": RLRecipe(
-        model=ModelSpec(path="checkpoints/Qwen2.5-32B"),
-        sft_steps=0,
+        model=BackboneConfig(hf_path="checkpoints/Qwen2.5-32B", compute_dtype="bfloat16",
+                             remat="full"),
+        sft=SFTConfig(steps=0),
         rl=RLConfig(steps=500, prompts_per_step=512, group_size=16, max_new_tokens=20480,
                     prompt_length=2048, minibatches=16, micro_batches=32, advantage="grpo",
                     reduction="token_mean", eps_low=0.2, eps_high=0.28,

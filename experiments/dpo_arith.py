@@ -24,17 +24,21 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from rewardjax import experiment
 from rewardjax.data import synthetic
 from rewardjax.data.pipeline import PipelineConfig, preference_pipeline
-from rewardjax.data.tokenizer import default_tokenizer, load_tokenizer
+from rewardjax.data.tokenizer import eos_ids
+from rewardjax.recipes import BackboneConfig, SFTConfig
+from rewardjax.recipes.rl_arith import RLRecipe, warm_started_policy
 from rewardjax.train import (MetricsLogger, OptimizerConfig, init_state, make_train_step,
                              plot_curves, split_micro, write_result)
 from rewardjax.train.dpo import DPOConfig, dpo_batch_loss, pair_batch, reference_logprobs
 from rewardjax.train.evaluate import greedy_accuracy
-from rewardjax.train.recipe import ModelSpec, RLRecipe, build_model, sft_warm_start
+from rewardjax.train.placement import context
+from rewardjax.train.state import NonFiniteGuard
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -57,8 +61,9 @@ class Config:
 
 PRESETS = {
     "tiny": Config(),
-    "paper": Config(base=RLRecipe(model=ModelSpec(path="checkpoints/sft-model"), sft_steps=0,
-                                  eval_problems=1319),
+    "paper": Config(base=RLRecipe(model=BackboneConfig(hf_path="checkpoints/sft-model",
+                                                       compute_dtype="bfloat16", remat="full"),
+                                  sft=SFTConfig(steps=0), eval_problems=1319),
                     dpo=DPOConfig(loss="sigmoid", beta=0.1), steps=2000, batch_size=64,
                     optimizer=OptimizerConfig(lr=5e-7, warmup_steps=150, total_steps=2000,
                                               min_lr_ratio=1.0)),
@@ -68,10 +73,10 @@ PRESETS = {
 def run(cfg: Config, out: Path) -> dict:
     start = time.time()
     base = cfg.base
-    tokenizer = load_tokenizer(base.model.path) if base.model.path else default_tokenizer()
-    config, params = build_model(base.model, tokenizer, base.seed)
-    params = sft_warm_start(params, config, tokenizer, base, out)
-    reference = jax.tree.map(np.asarray, params)
+    policy = warm_started_policy(base, out)
+    config, params, tokenizer, placement = (policy.config, policy.params, policy.tokenizer,
+                                            policy.placement)
+    reference = params
 
     pipe_cfg = PipelineConfig(batch_size=cfg.batch_size, buckets=(96,), seed=base.seed,
                               num_epochs=1, prefetch=0)
@@ -88,15 +93,18 @@ def run(cfg: Config, out: Path) -> dict:
 
     held_out = synthetic.rl_prompts(base.eval_problems, seed=base.seed + 2, config=base.task,
                                     split="test")
-    eos = (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"))
-    pass1 = functools.partial(greedy_accuracy, records=held_out, config=config, tokenizer=tokenizer,
-                              prompt_length=cfg.prompt_length, max_new_tokens=cfg.max_new_tokens,
-                              eos_ids=eos)
     loss_fn = functools.partial(dpo_batch_loss, config=config, dpo=cfg.dpo)
     eval_fn = jax.jit(loss_fn)
 
+    def pass1(p):
+        with context(placement):
+            return greedy_accuracy(p, held_out, config=config, tokenizer=tokenizer,
+                                   prompt_length=cfg.prompt_length,
+                                   max_new_tokens=cfg.max_new_tokens, eos_ids=eos_ids(tokenizer))
+
     def pair_accuracy(p):
-        margins = [jax.device_get(eval_fn(p, b)[1]) for b in test_batches]
+        with context(placement):
+            margins = [jax.device_get(eval_fn(p, b)[1]) for b in test_batches]
         # equal-size batches (eval_pairs is a multiple of batch_size): mean of means is exact
         return float(np.mean([m["reward/accuracy"] for m in margins]))
 
@@ -105,11 +113,15 @@ def run(cfg: Config, out: Path) -> dict:
     print(f"SFT model: pass@1 {pass1_before:.3f}, held-out pair accuracy {acc_before:.3f}", flush=True)
 
     optimizer = cfg.optimizer.make()
-    step = make_train_step(loss_fn, optimizer, config=cfg.optimizer)
-    state = init_state(jax.tree.map(np.asarray, params), optimizer)
+    state, shardings = placement.state(init_state(jax.tree.map(jnp.copy, params), optimizer),
+                                       optimizer)
+    step = make_train_step(loss_fn, optimizer, config=cfg.optimizer, placement=placement,
+                           state_sharding=shardings)
+    guard = NonFiniteGuard(cfg.optimizer.max_nonfinite_steps)
     logger = MetricsLogger(out, name="dpo", total_steps=cfg.steps, tensorboard=False)
     for i, batch in enumerate(train_batches):
         state, metrics = step(state, split_micro(batch, 1))
+        guard.check(i + 1, metrics)
         if (i + 1) % 10 == 0 or i + 1 == cfg.steps:
             logger.log(i + 1, metrics, advance=10 if (i + 1) % 10 == 0 else (i + 1) % 10)
     logger.close()

@@ -19,7 +19,8 @@ released oat-zero setting: 128 prompts x 8 samples per step, β = 0, lr 1e-6, a
 
 from rewardjax import experiment
 from rewardjax.train import OptimizerConfig
-from rewardjax.train.recipe import ModelSpec, RLRecipe, run_rl_recipe
+from rewardjax.recipes import BackboneConfig, SFTConfig
+from rewardjax.recipes.rl_arith import RLRecipe, run_rl_recipe
 from rewardjax.train.rl import RLConfig
 
 PRESETS = {
@@ -30,8 +31,9 @@ PRESETS = {
         rl_optimizer=OptimizerConfig(lr=5e-5, warmup_steps=5, total_steps=60, min_lr_ratio=1.0),
     ),
     "paper": RLRecipe(
-        model=ModelSpec(path="checkpoints/Qwen2.5-Math-7B"),
-        sft_steps=0,
+        model=BackboneConfig(hf_path="checkpoints/Qwen2.5-Math-7B", compute_dtype="bfloat16",
+                             remat="full"),
+        sft=SFTConfig(steps=0),
         rl=RLConfig(steps=500, prompts_per_step=128, group_size=8, max_new_tokens=3000,
                     prompt_length=1024, minibatches=1, micro_batches=64, advantage="grpo",
                     scale_by_std=False, reduction="seq_mean_token_sum_norm",

@@ -40,9 +40,9 @@ import jax
 from rewardjax import experiment
 from rewardjax.data import pipeline as pl
 from rewardjax.data.synthetic import arithmetic
-from rewardjax.train import plot_curves, write_result
-from rewardjax.train import prm, recipes
-from rewardjax.train import reward_model as rm
+from rewardjax import recipes
+from rewardjax.sharding import MeshConfig
+from rewardjax.train import make_batch_fn, plot_curves, prm, run_stage, write_result
 from rewardjax.train.state import OptimizerConfig
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -59,6 +59,7 @@ class Config:
     """
 
     backbone: recipes.BackboneConfig = recipes.BackboneConfig()
+    mesh: MeshConfig = MeshConfig()
     task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
     num_train: int = 4096
     num_test: int = 512
@@ -84,7 +85,7 @@ PRESETS = {
     "tiny": Config(),
     "paper": Config(
         backbone=recipes.BackboneConfig(hf_path="checkpoints/Llama-3.1-8B-Instruct",
-                                        dtype="bfloat16", remat="full", scan_layers=True),
+                                        compute_dtype="bfloat16", remat="full", scan_layers=True),
         task=arithmetic.ArithmeticConfig(), num_train=263_000, num_test=3_400,
         buckets=(512, 1024, 2048), max_steps=64,
         sft=recipes.SFTConfig(steps=0),  # π and π_ref start from the instruct checkpoint
@@ -97,12 +98,12 @@ PRESETS = {
 
 def run(config: Config, out: Path) -> dict:
     key = jax.random.key(config.seed)
-    model, backbone, tokenizer = recipes.load_backbone(config.backbone, jax.random.fold_in(key, 0))
+    backbone = recipes.load_backbone(config.backbone, jax.random.fold_in(key, 0), config.mesh)
+    model, tokenizer = backbone.config, backbone.tokenizer
     sft_records = arithmetic.sft_examples(config.sft.num_examples, seed=config.seed + 2,
                                           config=config.task, split="train")
-    reference = recipes.sft_warm_start(backbone, sft_records, tokenizer, config=model,
-                                       sft=config.sft, buckets=config.buckets, out_dir=out,
-                                       seed=config.seed, **config.backbone.apply_kwargs)
+    reference = recipes.sft_warm_start(backbone, sft_records, sft=config.sft,
+                                       buckets=config.buckets, out_dir=out, seed=config.seed)
 
     # Step solutions carry step labels for evaluation; training reads only `outcome`,
     # the label of the answer step (is the final answer right).
@@ -126,14 +127,15 @@ def run(config: Config, out: Path) -> dict:
     window = config.response_window
     loss_fn = functools.partial(prm.implicit_prm_loss, config=model, beta=config.beta,
                                 response_window=window, **config.backbone.apply_kwargs)
-    batch_fn = rm.make_batch_fn(train_pipe, num_micro=config.num_micro,
-                                transform=_training_view(reference, model, window))
+    batch_fn = make_batch_fn(train_pipe, num_micro=config.num_micro,
+                             transform=_training_view(reference, model, window))
     eval_fn = functools.partial(prm.evaluate_implicit, ref_params=reference, pipeline=test_pipe,
                                 config=model, beta=config.beta, response_window=window,
                                 calibration=calibration)
-    _, final = rm.run_stage(reference, loss_fn, batch_fn, optimizer=config.optimizer,
-                            num_steps=config.steps, out_dir=out, name="metrics", eval_fn=eval_fn,
-                            eval_every=config.eval_every, checkpoint_every=config.eval_every)
+    _, final = run_stage(reference, loss_fn, batch_fn, optimizer=config.optimizer,
+                         num_steps=config.steps, out_dir=out, name="metrics", eval_fn=eval_fn,
+                         eval_every=config.eval_every, checkpoint_every=config.eval_every,
+                         placement=backbone.placement)
     plot_curves(out / "metrics.jsonl", ["loss", "accuracy", "reward/mean", "grad_norm",
                                         "eval/f1", "eval/delta/f1", "eval/tuned/f1"],
                 out / "curves.png", title="Implicit PRM (CE on outcome labels)")

@@ -41,7 +41,9 @@ from rewardjax.data import pipeline as pl
 from rewardjax.data.synthetic import arithmetic, attributes
 from rewardjax.train import plot_curves, write_result
 from rewardjax.train import multi_objective as mo
-from rewardjax.train import recipes
+from rewardjax import recipes
+from rewardjax.sharding import MeshConfig
+from rewardjax.train import make_batch_fn, run_stage
 from rewardjax.train import reward_model as rm
 from rewardjax.train.state import OptimizerConfig
 
@@ -56,6 +58,7 @@ class Config:
     """
 
     backbone: recipes.BackboneConfig = recipes.BackboneConfig()
+    mesh: MeshConfig = MeshConfig()
     task: arithmetic.ArithmeticConfig = recipes.TINY_TASK
     num_rated: int = 2048
     per_problem: int = 2
@@ -86,7 +89,7 @@ PRESETS = {
     "tiny": Config(),
     "paper": Config(
         backbone=recipes.BackboneConfig(hf_path="checkpoints/FsfairX-LLaMA3-RM-v0.1",
-                                        dtype="bfloat16", remat="full", scan_layers=True),
+                                        compute_dtype="bfloat16", remat="full", scan_layers=True),
         task=arithmetic.ArithmeticConfig(), num_rated=585_000, per_problem=1,
         num_test_rated=5_000, num_pairs=1_000_000, num_test_pairs=10_000,
         buckets=(1024, 2048, 4096), sft=recipes.SFTConfig(steps=0),
@@ -100,14 +103,14 @@ PRESETS = {
 
 def run(config: Config, out: Path) -> dict:
     key = jax.random.key(config.seed)
-    model, backbone, tokenizer = recipes.load_backbone(config.backbone, jax.random.fold_in(key, 0))
+    backbone = recipes.load_backbone(config.backbone, jax.random.fold_in(key, 0), config.mesh)
+    model, tokenizer = backbone.config, backbone.tokenizer
     sft_records = arithmetic.sft_examples(config.sft.num_examples, seed=config.seed + 2,
                                           config=config.task, split="train")
-    backbone = recipes.sft_warm_start(backbone, sft_records, tokenizer, config=model,
-                                      sft=config.sft, buckets=config.buckets, out_dir=out,
-                                      seed=config.seed, **config.backbone.apply_kwargs)
+    policy = recipes.sft_warm_start(backbone, sft_records, sft=config.sft,
+                                    buckets=config.buckets, out_dir=out, seed=config.seed)
     names = attributes.ATTRIBUTES
-    params = rm.init_reward_model(backbone, jax.random.fold_in(key, 1), config=model,
+    params = rm.init_reward_model(policy, jax.random.fold_in(key, 1), config=model,
                                   head="multi_objective", num_objectives=len(names),
                                   gating_hidden=config.gating_hidden)
 
@@ -127,10 +130,10 @@ def run(config: Config, out: Path) -> dict:
     loss1 = functools.partial(rm.rating_loss, config=model, freeze_backbone=config.freeze_backbone,
                               **config.backbone.apply_kwargs)
     eval1 = functools.partial(mo.evaluate_ratings, pipeline=rating_test_pipe, config=model)
-    state, mse = rm.run_stage(params, loss1, rm.make_batch_fn(rating_pipe), tx=tx1,
+    state, mse = run_stage(params, loss1, make_batch_fn(rating_pipe), tx=tx1,
                          optimizer=config.stage1_optimizer, num_steps=config.stage1_steps,
                          out_dir=out, name="stage1", eval_fn=eval1, eval_every=config.eval_every,
-                         checkpoint_every=config.eval_every)
+                         checkpoint_every=config.eval_every, placement=backbone.placement)
     params = state.params
 
     # Stage 2: the gate, on features of the frozen backbone.
@@ -150,7 +153,7 @@ def run(config: Config, out: Path) -> dict:
                               subset_names=test_pipe.subset_names)
     tx2 = mo.freeze_except(config.stage2_optimizer.make(), head, ["gate"])
     before = eval2(head)
-    state, gated = rm.run_stage(head, mo.gating_loss,
+    state, gated = run_stage(head, mo.gating_loss,
                          mo.feature_batch_fn(train_features, batch_size=config.stage2_batch_size,
                                              seed=config.seed),
                          tx=tx2, optimizer=config.stage2_optimizer, num_steps=config.stage2_steps,

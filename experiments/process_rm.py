@@ -41,15 +41,17 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rewardjax import experiment
 from rewardjax import eval as rm_eval
+from rewardjax import experiment, recipes
 from rewardjax.data import pipeline as pl
 from rewardjax.data.monte_carlo import chat_context, monte_carlo_step_labels
 from rewardjax.data.synthetic import arithmetic
+from rewardjax.data.tokenizer import eos_ids
 from rewardjax.sampling import SamplerConfig
-from rewardjax.train import plot_curves, write_result
-from rewardjax.train import prm, recipes
+from rewardjax.sharding import MeshConfig
+from rewardjax.train import make_batch_fn, plot_curves, prm, run_stage, write_result
 from rewardjax.train import reward_model as rm
+from rewardjax.train.evaluate import greedy_accuracy
 from rewardjax.train.state import OptimizerConfig
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -78,6 +80,7 @@ class Config:
     """
 
     backbone: recipes.BackboneConfig = recipes.BackboneConfig()
+    mesh: MeshConfig = MeshConfig()
     task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
     num_train: int = 2048
     num_test: int = 512
@@ -104,7 +107,7 @@ PRESETS = {
     "tiny": Config(),
     "paper": Config(
         backbone=recipes.BackboneConfig(hf_path="checkpoints/Qwen2.5-Math-7B-Instruct",
-                                        dtype="bfloat16", remat="full", scan_layers=True),
+                                        compute_dtype="bfloat16", remat="full", scan_layers=True),
         task=arithmetic.ArithmeticConfig(),
         num_train=445_000, num_test=3_400, buckets=(512, 1024, 2048), max_steps=64,
         sft=recipes.SFTConfig(steps=0),  # the instruct checkpoint is the policy
@@ -120,7 +123,7 @@ def monte_carlo_records(policy, records, tokenizer, *, model, config: Config, ke
     """The training solutions relabelled by policy rollouts (Math-Shepherd)."""
     sampling = SamplerConfig(max_new_tokens=config.mc.max_new_tokens,
                              temperature=config.mc.temperature,
-                             eos_ids=recipes.eos_ids(tokenizer), pad_id=tokenizer.pad_token_id,
+                             eos_ids=eos_ids(tokenizer), pad_id=tokenizer.pad_token_id,
                              prompt_buckets=config.buckets)
     rollout = prm.sampler_rollout_fn(policy, tokenizer, config=model, sampling=sampling, key=key,
                                      batch_size=config.mc.batch_size)
@@ -134,7 +137,8 @@ def monte_carlo_records(policy, records, tokenizer, *, model, config: Config, ke
     return [dataclasses.replace(m, subset=r.subset) for m, r in zip(labelled, records)]
 
 
-def train_prm(name, backbone, records, test_pipe, tokenizer, *, model, config: Config, key, out):
+def train_prm(name, backbone, records, test_pipe, tokenizer, *, model, config: Config, key, out,
+              placement):
     pipe = pl.step_pipeline(records, tokenizer, pl.PipelineConfig(
         batch_size=config.batch_size, buckets=config.buckets, seed=config.seed, num_epochs=None,
         drop_remainder=True, max_steps=config.max_steps))
@@ -143,27 +147,28 @@ def train_prm(name, backbone, records, test_pipe, tokenizer, *, model, config: C
                                 **config.backbone.apply_kwargs)
     eval_fn = functools.partial(prm.evaluate_steps, pipeline=test_pipe, config=model,
                                 threshold=config.threshold)
-    _, final = rm.run_stage(params, loss_fn, rm.make_batch_fn(pipe, num_micro=config.num_micro),
-                            optimizer=config.optimizer, num_steps=config.steps, out_dir=out,
-                            name=name, eval_fn=eval_fn, eval_every=config.eval_every,
-                            checkpoint_every=config.eval_every)
+    _, final = run_stage(params, loss_fn, make_batch_fn(pipe, num_micro=config.num_micro),
+                         optimizer=config.optimizer, num_steps=config.steps, out_dir=out,
+                         name=name, eval_fn=eval_fn, eval_every=config.eval_every,
+                         checkpoint_every=config.eval_every, placement=placement)
     return final
 
 
 def run(config: Config, out: Path) -> dict:
     key = jax.random.key(config.seed)
-    model, backbone, tokenizer = recipes.load_backbone(config.backbone, jax.random.fold_in(key, 0))
+    backbone = recipes.load_backbone(config.backbone, jax.random.fold_in(key, 0), config.mesh)
+    model, tokenizer = backbone.config, backbone.tokenizer
     sft_records = arithmetic.sft_examples(config.sft.num_examples, seed=config.seed + 2,
                                           config=config.task, split="train")
-    policy = recipes.sft_warm_start(backbone, sft_records, tokenizer, config=model, sft=config.sft,
-                                    buckets=config.buckets, out_dir=out, seed=config.seed,
-                                    **config.backbone.apply_kwargs)
+    policy = recipes.sft_warm_start(backbone, sft_records, sft=config.sft,
+                                    buckets=config.buckets, out_dir=out, seed=config.seed)
     test_prompts = arithmetic.rl_prompts(config.num_policy_eval, seed=config.seed + 1,
                                          config=config.task, split="test")
-    policy_accuracy = recipes.greedy_accuracy(
-        policy, [p.prompt for p in test_prompts], [p.answer for p in test_prompts], tokenizer,
-        config=model, verify=arithmetic.is_correct, max_new_tokens=config.mc.max_new_tokens,
-        prompt_buckets=config.buckets)
+    policy_accuracy = greedy_accuracy(
+        policy, test_prompts, config=model, tokenizer=tokenizer, prompt_length=config.buckets[-1],
+        max_new_tokens=config.mc.max_new_tokens, eos_ids=eos_ids(tokenizer), batch_size=128,
+        reward_fn=lambda prompts, texts, answer: [arithmetic.is_correct(t, a)
+                                                  for t, a in zip(texts, answer)])
 
     hard = arithmetic.step_solutions(config.num_train, seed=config.seed, config=config.task,
                                      split="train")
@@ -181,7 +186,8 @@ def run(config: Config, out: Path) -> dict:
         if config.up_to_first_error:
             records = [r.up_to_first_error() for r in records]
         results[name] = train_prm(name, policy, records, test_pipe, tokenizer, model=model,
-                                  config=config, key=jax.random.fold_in(key, 3), out=out)
+                                  config=config, key=jax.random.fold_in(key, 3), out=out,
+                                  placement=backbone.placement)
 
     gold = np.asarray([r.first_error for r in test], np.int64)
     baselines = prm.baseline_first_errors([len(r.steps) for r in test], seed=config.seed)

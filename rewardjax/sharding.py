@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import math
 from typing import Any, Sequence
 
@@ -87,6 +88,63 @@ def make_mesh(*, data: int = 1, fsdp: int = 1, tensor: int = 1,
         )
     return jax.make_mesh((data, fsdp, tensor), MESH_AXES,
                          axis_types=(AxisType.Auto,) * 3, devices=devices)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MeshConfig:
+    """The mesh an experiment runs on: `--set mesh.data=2 mesh.fsdp=2 mesh.tensor=2`.
+
+    The product data x fsdp x tensor must equal the number of devices (every host's,
+    in a multi-host run). `data=None` puts every device fsdp x tensor leaves over on
+    `data`, except in a one-process CPU run with fsdp = tensor = 1: simulated CPU devices
+    (`--xla_force_host_platform_device_count`) exist for tests, so the default CPU run
+    stays on one device. FSDP and tensor parallelism are on exactly when their axis is
+    larger than one (`rules`).
+    """
+
+    data: int | None = None
+    fsdp: int = 1
+    tensor: int = 1
+
+    def __post_init__(self):
+        for name in MESH_AXES:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"mesh.{name} must be a positive integer, got {value!r}")
+
+    @property
+    def rules(self) -> Rules:
+        return logical_rules(fsdp=self.fsdp > 1, tensor_parallel=self.tensor > 1)
+
+    def shape(self, num_devices: int, platform: str = "cpu", num_processes: int = 1
+              ) -> tuple[int, int, int]:
+        """(data, fsdp, tensor) for `num_devices` devices; raises naming the settings if
+        their product is not the device count."""
+        inner = self.fsdp * self.tensor
+        data = self.data
+        if data is None:
+            if platform == "cpu" and inner == 1 and num_processes == 1:
+                return 1, 1, 1
+            if num_devices % inner:
+                raise ValueError(
+                    f"mesh.fsdp x mesh.tensor = {self.fsdp} x {self.tensor} = {inner} does not "
+                    f"divide the {num_devices} devices; set mesh.data so that data x fsdp x "
+                    f"tensor = {num_devices}")
+            data = num_devices // inner
+        if data * inner != num_devices:
+            raise ValueError(
+                f"mesh (data={data}, fsdp={self.fsdp}, tensor={self.tensor}) has {data * inner} "
+                f"slots but there are {num_devices} devices; the product of mesh.data, "
+                f"mesh.fsdp and mesh.tensor must equal the device count")
+        return data, self.fsdp, self.tensor
+
+    def build(self, devices: Sequence[jax.Device] | None = None) -> Mesh:
+        """The mesh over `devices` (default: every device of every process; on CPU with
+        the default settings, the first device)."""
+        devices = list(jax.devices() if devices is None else devices)
+        data, fsdp, tensor = self.shape(len(devices), devices[0].platform, jax.process_count())
+        return make_mesh(data=data, fsdp=fsdp, tensor=tensor,
+                         devices=devices[:data * fsdp * tensor])
 
 
 @contextlib.contextmanager

@@ -9,13 +9,36 @@ every machine sees the same ids and the same code path as a real model.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+
+@contextlib.contextmanager
+def _without_transformers_advice():
+    # Importing transformers without torch logs "PyTorch was not found. Models won't be
+    # available", whichever submodule is imported; we use only its tokenizer classes, which
+    # need no torch, so the notice says nothing to our users. transformers skips its
+    # advisory warnings while this variable is set; set only for the import, it leaves the
+    # user's own later use of transformers as it was.
+    name = "TRANSFORMERS_NO_ADVISORY_WARNINGS"
+    previous = os.environ.get(name)
+    os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+with _without_transformers_advice():
+    import transformers
 
 EOS = "<|endoftext|>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -116,3 +139,13 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def eos_ids(tokenizer) -> tuple[int, ...]:
+    """The ids that end a completion: the tokenizer's eos plus the chat template's
+    end-of-turn token (`<|im_end|>`), if it has one."""
+    ids = [tokenizer.eos_token_id]
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(end, int) and end != tokenizer.unk_token_id:
+        ids.append(end)
+    return tuple(dict.fromkeys(i for i in ids if i is not None))

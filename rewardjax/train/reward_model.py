@@ -23,11 +23,9 @@ Every loss reports `loss`-side terms from `rewardjax.losses` plus the same summa
 `reward/std` (over the micro-batch's responses; `make_train_step` averages micro-batch
 metrics); `grad_norm` and `lr` come from the train step.
 
-`make_batch_fn` turns a pipeline into the `batch_fn(step)` that `fit` needs: random
-access into the grain `MapDataset` by step index, so a resumed run sees exactly the
-batches an uninterrupted one would. `evaluate_pairs` is the held-out loop (pairwise
-accuracy, per-subset accuracy, ECE); `run_stage` wires optimizer, train step,
-checkpoints, metrics and `fit` for one training stage.
+`evaluate_pairs` is the held-out loop (pairwise accuracy, per-subset accuracy, ECE);
+a stage is trained by `train.loop.run_stage` with a batch function from
+`train.loop.make_batch_fn`.
 """
 
 from __future__ import annotations
@@ -36,7 +34,7 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+
 
 import jax
 import jax.numpy as jnp
@@ -48,10 +46,7 @@ from rewardjax.data.pipeline import Pipeline
 from rewardjax.losses import preference
 from rewardjax.losses.reductions import masked_mean
 from rewardjax.models import ModelConfig
-from rewardjax.train.checkpoint import Checkpointer
-from rewardjax.train.loop import fit
-from rewardjax.train.metrics import MetricsLogger, read_jsonl
-from rewardjax.train.state import OptimizerConfig, TrainState, init_state, make_train_step, split_micro
+from rewardjax.train.metrics import read_jsonl
 
 HEADS = ("scalar", "multi_objective", "step")
 
@@ -217,32 +212,6 @@ def pair_rating_loss(params, batch, *, config: ModelConfig, regression_coef: flo
 # ----------------------------------------------------------------------------- batches
 
 
-def make_batch_fn(pipeline: Pipeline, *, num_micro: int | None = 1,
-                  transform: Callable[[dict], dict] | None = None) -> Callable[[int], dict]:
-    """`batch_fn(step)` for `fit`: batch `step` of the pipeline's `MapDataset`.
-
-    A pure function of the step (random access by index; a finite pipeline wraps
-    around), so a resumed run sees exactly the batches of an uninterrupted run. Train
-    pipelines should use `drop_remainder=True` so every batch splits into micro-batches.
-
-    Args:
-      num_micro: split every leaf into [num_micro, B / num_micro, ...] for
-        `make_train_step`; None returns the flat batch (e.g. for `make_sft_step`).
-      transform: applied to the flat batch first (must itself be deterministic), e.g.
-        adding reference log-probs (`prm.with_reference_logprobs`).
-    """
-    dataset = pipeline.dataset
-    size = len(dataset)
-
-    def batch_fn(step: int) -> dict:
-        batch = dataset[int(step) % size]
-        if transform is not None:
-            batch = transform(batch)
-        return batch if num_micro is None else split_micro(batch, num_micro)
-
-    return batch_fn
-
-
 def iterate_batches(pipeline: Pipeline):
     """Every batch of a finite (evaluation) pipeline once, in order."""
     dataset = pipeline.dataset
@@ -294,63 +263,6 @@ def evaluate_pairs(params, pipeline: Pipeline, *, config: ModelConfig) -> dict[s
 
 
 # ----------------------------------------------------------------------------- running
-
-
-def run_stage(params, loss_fn: Callable, batch_fn: Callable[[int], Any], *,
-              optimizer: OptimizerConfig, num_steps: int, out_dir: str | os.PathLike,
-              name: str, accumulate: str = "mean", log_every: int = 10,
-              eval_fn: Callable[[Any], dict] | None = None, eval_every: int | None = None,
-              checkpoint_every: int | None = None, stop_after: int | None = None,
-              tx=None, progress: bool = True, copy_params: bool = True
-              ) -> tuple[TrainState, dict]:
-    """One training stage: optimizer, jitted step, orbax checkpoints, metrics, `fit`.
-
-    Returns the final state and the final evaluation (`eval_fn` of the final params,
-    which `fit` runs at the last step; {} without an `eval_fn`).
-
-    Checkpoints go to `<out_dir>/checkpoints/<name>` (resumed from if present, so a
-    re-run with the same output directory continues), metrics to
-    `<out_dir>/<name>.jsonl` (and TensorBoard if installed).
-
-    Args:
-      loss_fn: `(params, micro_batch) -> (loss, metrics)`.
-      batch_fn: `step -> batch` with a leading micro-batch axis (`make_batch_fn`).
-      tx: an optax transformation to use instead of `optimizer.make()` (e.g. one that
-        freezes part of the params); `optimizer` still provides the logged schedule.
-      checkpoint_every: save every N steps (default: only at the end).
-      copy_params: train a copy, so `params` stay usable (the jitted step donates its
-        state); False saves the memory of one copy of the params.
-    """
-    if copy_params:
-        params = jax.tree.map(jnp.copy, params)
-    tx = optimizer.make() if tx is None else tx
-    step_fn = make_train_step(loss_fn, tx, config=optimizer, accumulate=accumulate)
-    state = init_state(params, tx)
-    out_dir = Path(out_dir)
-    checkpointer = Checkpointer(out_dir / "checkpoints" / name,
-                                every=checkpoint_every or num_steps, keep=1)
-    start = checkpointer.latest_step() or 0
-    logger = MetricsLogger(out_dir, total_steps=num_steps, name=name, progress=progress,
-                           initial_step=start)
-    last: dict = {}
-
-    def evaluate(params):
-        last.clear()
-        last.update(eval_fn(params))
-        return last
-
-    try:
-        state = fit(state, step_fn, batch_fn, num_steps=num_steps, checkpointer=checkpointer,
-                    logger=logger, log_every=log_every,
-                    eval_fn=evaluate if eval_fn is not None else None,
-                    eval_every=eval_every or (num_steps if eval_fn is not None else None),
-                    stop_after=stop_after)
-    finally:
-        logger.close()
-        checkpointer.close()
-    if eval_fn is not None and not last:  # a run resumed after its last step
-        evaluate(state.params)
-    return state, dict(last)
 
 
 def merge_metrics(out_dir: str | os.PathLike, names: list[str], *,

@@ -29,17 +29,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewardjax import heads
+from rewardjax.data import tokenizer as tokenizer_lib
 from rewardjax.data.encoding import encode_prompt
 from rewardjax.losses import advantages as adv_lib
 from rewardjax.losses import kl as kl_lib
 from rewardjax.losses import policy as policy_lib
 from rewardjax.losses import reductions, returns as returns_lib
 from rewardjax.losses.sft import token_logprobs
-from rewardjax.models import ModelConfig, apply, project
+from rewardjax.models import ModelConfig, apply, lora as lora_lib, project
 from rewardjax.sampling import SamplerConfig, sample
+from rewardjax.train import placement as placement_lib
 from rewardjax.train.checkpoint import Checkpointer
 from rewardjax.train.metrics import MetricsLogger
-from rewardjax.train.state import OptimizerConfig, TrainState, init_state, make_train_step, split_micro
+from rewardjax.train.state import (NonFiniteGuard, OptimizerConfig, TrainState, init_state,
+                                   make_train_step, split_micro)
 
 ESTIMATORS = ("grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "gae")
 
@@ -225,27 +228,42 @@ class RLTrainer:
         arguments so resumed runs see the same prompts.
       reward_fn: `(prompts, completions, **fields) -> [B*G]` floats, or a
         `CombinedReward` (per-reward values and failure counts are then logged).
-      eos_ids: ids that end a completion (default: the tokenizer's eos).
+      eos_ids: ids that end a completion (default: the tokenizer's eos and end of turn).
+      placement: run on a mesh (`train.placement.Placement`): the policy, critic and
+        optimizer state placed by the rules, rollouts sampled on the mesh, update
+        minibatches split over (data, fsdp). Pass the reference params placed too.
+      lora: train LoRA adapters on the frozen policy given to `init_state` ("LoRA",
+        arXiv:2106.09685; "Tina", arXiv:2504.15777): only the adapters carry gradients
+        and optimizer state, and the reference policy is that frozen base (adapters
+        off), so no second copy of the weights exists.
     """
 
     def __init__(self, *, model_config: ModelConfig, rl: RLConfig, optimizer: OptimizerConfig,
                  tokenizer, prompts_fn: Callable[[int, int], Sequence[Any]],
                  reward_fn: Callable, eos_ids: Sequence[int] | None = None,
-                 stop_sequences: Sequence[Sequence[int]] = ()):
+                 stop_sequences: Sequence[Sequence[int]] = (),
+                 placement: placement_lib.Placement | None = None,
+                 lora: lora_lib.LoraConfig | None = None):
+        if lora is not None:
+            if rl.uses_critic:
+                raise ValueError("RLTrainer(lora=...) trains the policy's adapters only; "
+                                 "RLConfig.advantage='gae' (a critic) is not supported with it")
+            lora.check(model_config)
         self.config, self.rl, self.tokenizer = model_config, rl, tokenizer
         self.prompts_fn, self.reward_fn = prompts_fn, reward_fn
-        eos = tuple(eos_ids) if eos_ids is not None else (tokenizer.eos_token_id,)
-        end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
-        if eos_ids is None and isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
-            eos = eos + (end_of_turn,)
+        self.placement, self.lora, self.base = placement, lora, None
+        eos = tuple(eos_ids) if eos_ids is not None else tokenizer_lib.eos_ids(tokenizer)
         self.sampling = SamplerConfig(
             max_new_tokens=rl.max_new_tokens, num_samples=rl.group_size,
             temperature=rl.temperature, top_k=rl.top_k, top_p=rl.top_p, eos_ids=eos,
             stop_sequences=tuple(tuple(s) for s in stop_sequences),
             pad_id=tokenizer.pad_token_id, prompt_buckets=(rl.prompt_length,))
+        self.optimizer_config = optimizer
         self.optimizer = optimizer.make()
-        loss_fn = functools.partial(rl_loss, config=model_config, rl=rl)
-        self._update = make_train_step(loss_fn, self.optimizer, config=optimizer, accumulate="sum")
+        self._loss_fn = functools.partial(rl_loss, config=model_config, rl=rl)
+        self._update = None  # built by init_state, which knows the state's shardings
+        self.guard = NonFiniteGuard(optimizer.max_nonfinite_steps)
+        self._merge = jax.jit(functools.partial(lora_lib.merge, lora=lora)) if lora else None
         T = rl.max_new_tokens
         self._ref_logp = jax.jit(lambda p, tok, m: token_logprobs(
             _completion_logits(p, tok, m, config=model_config, T=T, temperature=rl.temperature)[0],
@@ -255,16 +273,43 @@ class RLTrainer:
 
     # -- state
 
-    def init_state(self, policy_params, critic_params=None) -> TrainState:
-        params = {"policy": policy_params, "critic": critic_params} if self.rl.uses_critic \
-            else policy_params
-        if self.rl.uses_critic and critic_params is None:
-            raise ValueError("advantage='gae' needs critic_params ({'backbone', 'head'})")
+    def init_state(self, policy_params, critic_params=None, adapters=None) -> TrainState:
+        """The state to train: the policy (and critic), or with `lora` the adapters
+        (`adapters`, default: fresh ones from the run's seed) on the frozen
+        `policy_params`. Builds the update step for the state's shardings."""
+        if self.lora is not None:
+            self.base = policy_params
+            if adapters is None:
+                adapters = lora_lib.init_lora(jax.random.fold_in(jax.random.key(self.rl.seed), -1),
+                                              self.config, self.lora)
+            params = adapters
+        elif self.rl.uses_critic:
+            if critic_params is None:
+                raise ValueError("advantage='gae' needs critic_params ({'backbone', 'head'})")
+            params = {"policy": policy_params, "critic": critic_params}
+        else:
+            params = policy_params
         # The update donates the state; copy so the caller's arrays (often also the
         # frozen reference) stay alive.
-        return init_state(jax.tree.map(jnp.array, params), self.optimizer)
+        state = init_state(jax.tree.map(jnp.array, params), self.optimizer)
+        shardings = None
+        if self.placement is not None:
+            extra = lora_lib.lora_axes(self.config, self.lora) if self.lora else None
+            placement = dataclasses.replace(self.placement, extra_axes=extra)
+            state, shardings = placement.state(state, self.optimizer)
+        assemble = None
+        if self.lora is not None:
+            assemble = lambda adapters, base: lora_lib.merge(base, adapters, self.lora)  # noqa: E731
+        self._update = make_train_step(self._loss_fn, self.optimizer, config=self.optimizer_config,
+                                       accumulate="sum", assemble=assemble,
+                                       placement=self.placement, state_sharding=shardings)
+        return state
 
     def policy(self, state: TrainState):
+        """The policy's params (with `lora`: the base with the adapters merged in)."""
+        if self.lora is not None:
+            with placement_lib.context(self.placement):
+                return self._merge(self.base, state.params)
         return state.params["policy"] if self.rl.uses_critic else state.params
 
     # -- rollout
@@ -322,8 +367,9 @@ class RLTrainer:
                 raise ValueError(f"prompts_fn({step}, {rnd}) returned {len(records)} records; "
                                  f"RLConfig.prompts_per_step is {B}")
             p_tok, p_mask = self.encode_prompts(records)
-            samples = sample(policy, p_tok, jax.random.fold_in(key, rnd), config=self.config,
-                             sampling=self.sampling, prompt_mask=p_mask)
+            with placement_lib.context(self.placement):
+                samples = sample(policy, p_tok, jax.random.fold_in(key, rnd), config=self.config,
+                                 sampling=self.sampling, prompt_mask=p_mask)
             s_tok, s_mask, s_len, s_logp = jax.device_get(
                 (samples.tokens, samples.mask, samples.lengths, samples.logprobs))
             sampled_tokens += int(s_len.sum())
@@ -352,12 +398,15 @@ class RLTrainer:
         c_mask = c_mask.reshape(R, T)
         zeros = np.zeros((R, T), np.float32)
         ref_logp = old_values = zeros
-        if rl.kl_coef:
-            if ref_params is None:
-                raise ValueError("RLConfig.kl_coef > 0 needs ref_params")
-            ref_logp = np.asarray(self._ref_logp(ref_params, tokens, mask)) * c_mask
-        if rl.uses_critic:
-            old_values = np.asarray(self._values(state.params["critic"], tokens, mask)) * c_mask
+        if self.lora is not None:
+            ref_params = self.base  # the reference is the policy with its adapters off
+        with placement_lib.context(self.placement):
+            if rl.kl_coef:
+                if ref_params is None:
+                    raise ValueError("RLConfig.kl_coef > 0 needs ref_params")
+                ref_logp = np.asarray(self._ref_logp(ref_params, tokens, mask)) * c_mask
+            if rl.uses_critic:
+                old_values = np.asarray(self._values(state.params["critic"], tokens, mask)) * c_mask
         adv, ret = self._advantage_fn(rewards, c_mask.reshape(B, G, T), c_logp.reshape(R, T),
                                       ref_logp, old_values)
         rollout = Rollout(tokens=tokens, mask=mask, completion_mask=c_mask,
@@ -384,9 +433,11 @@ class RLTrainer:
                 den = reductions.reduction_denominator(
                     jnp.asarray(mb["completion_mask"]), mode=rl.reduction, max_len=rl.max_len)
                 mb["denominator"] = np.full((size,), float(den), np.float32)
-                state, m = self._update(state, split_micro(mb, rl.micro_batches))
+                state, m = self._update(state, split_micro(mb, rl.micro_batches), self.base)
                 metrics.append(m)
         metrics = jax.device_get(metrics)
+        for m in metrics:
+            self.guard.check(step + 1, m)
         return state, {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
 
     # -- driver
@@ -397,7 +448,7 @@ class RLTrainer:
         mid = time.perf_counter()
         state, u_metrics = self.update(state, rollout, step)
         end = time.perf_counter()
-        metrics = {**r_metrics, **u_metrics,
+        metrics = {**r_metrics, **u_metrics, "nonfinite/skipped": self.guard.skipped,
                    "perf/rollout_s": mid - start, "perf/update_s": end - mid,
                    "perf/tokens_per_s": r_metrics["rollout/tokens"] / max(end - start, 1e-9)}
         return state, metrics

@@ -9,15 +9,8 @@ so micro-batch losses add up exactly (`make_train_step(..., accumulate="sum")`).
 
 from __future__ import annotations
 
-import functools
-
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 from rewardjax.losses import reductions, sft
 from rewardjax.models import ModelConfig, apply
-from rewardjax.train.state import OptimizerConfig, make_train_step, split_micro
 
 
 def sft_loss(params, batch, *, config: ModelConfig, remat: str = "none",
@@ -31,20 +24,3 @@ def sft_loss(params, batch, *, config: ModelConfig, remat: str = "none",
     loss = reductions.masked_reduce(loss_bt, target_mask, mode=reductions.TOKEN_MEAN,
                                     denominator=batch["denominator"][0])
     return loss, metrics
-
-
-def make_sft_step(config: ModelConfig, opt_config: OptimizerConfig, *, remat: str = "none",
-                  scan_layers: bool = False):
-    """(optimizer, step) where `step(state, batch_dict, num_micro)` runs one update."""
-    optimizer = opt_config.make()
-    loss_fn = functools.partial(sft_loss, config=config, remat=remat, scan_layers=scan_layers)
-    jitted = make_train_step(loss_fn, optimizer, config=opt_config, accumulate="sum")
-
-    def step(state, batch, num_micro: int = 1):
-        batch = {k: np.asarray(v) for k, v in batch.items() if k in
-                 ("tokens", "attention_mask", "loss_mask", "positions")}
-        den = float(np.sum(batch["loss_mask"][:, 1:]))
-        batch["denominator"] = np.full((batch["tokens"].shape[0],), den, np.float32)
-        return jitted(state, split_micro(jax.tree.map(jnp.asarray, batch), num_micro))
-
-    return optimizer, step

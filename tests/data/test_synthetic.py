@@ -160,7 +160,7 @@ def test_sft_examples_direct_fraction():
 def test_tiny_bt_task_held_out_pairs_span_many_questions():
     # The BT experiment's task: its held-out pairs come from many questions in even
     # shares of chain length (with 2-4 steps, 45% came from a dozen 2-step questions).
-    from rewardjax.train.recipes import TINY_BT_TASK
+    from rewardjax.recipes import TINY_BT_TASK
 
     test = S.preference_pairs(512, seed=1, config=TINY_BT_TASK, split="test")
     assert len({p.prompt for p in test}) > 200

@@ -12,7 +12,7 @@ RL_NAMES = ("grpo_arith", "dr_grpo", "dapo", "ppo_arith")
 # A one-layer model, 2 SFT steps, 2 RL steps of 2 prompts x 2 samples, 8 held-out problems.
 MODEL = ["model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=1",
          "model.num_heads=2", "model.num_kv_heads=1"]
-RL = ["sft_steps=2", "eval_problems=8", "rl.steps=2", "rl.prompts_per_step=2",
+RL = ["sft.steps=2", "eval_problems=8", "rl.steps=2", "rl.prompts_per_step=2",
       "rl.group_size=2", "rl.max_new_tokens=8", "rl.minibatches=1", "rl.micro_batches=1",
       "rl.max_sampling_rounds=2"]
 
@@ -43,7 +43,7 @@ def test_rl_experiment_smoke(name, tmp_path, capsys):
 
 def test_dpo_experiment_smoke(tmp_path, capsys):
     overrides = ["base." + o for o in MODEL] + [
-        "base.sft_steps=2", "base.eval_problems=8", "steps=2", "batch_size=4",
+        "base.sft.steps=2", "base.eval_problems=8", "steps=2", "batch_size=4",
         "eval_pairs=8", "max_new_tokens=8", "optimizer.warmup_steps=0",
         "optimizer.total_steps=2"]
     result, line = _run("dpo_arith", overrides, tmp_path, capsys)

@@ -12,7 +12,7 @@ from rewardjax.train.rl import RLConfig, RLTrainer
 TASK = synthetic.ArithmeticConfig(min_steps=1, max_steps=2)
 
 
-def tiny_trainer(reward_fn=None, **rl_overrides):
+def tiny_trainer(reward_fn=None, optimizer=None, **rl_overrides):
     tok = default_tokenizer()
     config = models.ModelConfig(model_type="qwen2", vocab_size=len(tok), hidden_size=32,
                                 intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -30,6 +30,7 @@ def tiny_trainer(reward_fn=None, **rl_overrides):
         # a dense, deterministic reward so groups have varied rewards
         return np.array([(len(c) % 5) / 4.0 for c in completions], np.float32)
 
-    trainer = RLTrainer(model_config=config, rl=rl, optimizer=OptimizerConfig(lr=1e-2, total_steps=100),
+    optimizer = optimizer or OptimizerConfig(lr=1e-2, total_steps=100)
+    trainer = RLTrainer(model_config=config, rl=rl, optimizer=optimizer,
                         tokenizer=tok, prompts_fn=prompts_fn, reward_fn=reward_fn or length_reward)
     return trainer, params

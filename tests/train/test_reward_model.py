@@ -20,7 +20,8 @@ from rewardjax.data.synthetic import arithmetic
 from rewardjax.data.tokenizer import default_tokenizer
 from rewardjax.models import ModelConfig, init_params
 from rewardjax.sampling import sequence_logprobs
-from rewardjax.train import OptimizerConfig, init_state, make_train_step, read_jsonl
+from rewardjax.train import (OptimizerConfig, init_state, make_batch_fn, make_train_step,
+                             read_jsonl, run_stage)
 from rewardjax.train import multi_objective as mo
 from rewardjax.train import prm
 from rewardjax.train import reward_model as rm
@@ -162,7 +163,7 @@ def test_implicit_prm_wiring(tok, model, backbone):
 
 def test_batch_fn_is_pure_and_wraps(tok):
     pipe = _pairs_pipe(tok, n=32, batch=8)
-    fn = rm.make_batch_fn(pipe, num_micro=2)
+    fn = make_batch_fn(pipe, num_micro=2)
     jax.tree.map(np.testing.assert_array_equal, fn(3), fn(3))
     assert fn(3)["chosen"]["tokens"].shape == (2, 4, T)
     jax.tree.map(np.testing.assert_array_equal, fn(1), fn(1 + len(pipe.dataset)))
@@ -172,8 +173,8 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, tok, model, back
     pipe = _pairs_pipe(tok, n=64, batch=8, seed=3, num_epochs=None)
     params = rm.init_reward_model(backbone, jax.random.key(1), config=model)
     run = functools.partial(
-        rm.run_stage, loss_fn=functools.partial(rm.pairwise_loss, config=model, center_coef=0.01),
-        batch_fn=rm.make_batch_fn(pipe, num_micro=2), name="rm", num_steps=6,
+        run_stage, loss_fn=functools.partial(rm.pairwise_loss, config=model, center_coef=0.01),
+        batch_fn=make_batch_fn(pipe, num_micro=2), name="rm", num_steps=6,
         optimizer=OptimizerConfig(lr=1e-2, warmup_steps=2, total_steps=6), checkpoint_every=2,
         log_every=1, progress=False)
     straight, _ = run(params, out_dir=tmp_path / "a")

@@ -1,0 +1,149 @@
+"""The RL-on-arithmetic recipe shared by the policy-optimization experiments.
+
+SFT warm start on the synthetic arithmetic task, greedy pass@1 on held-out problems,
+RL with the verifiable answer reward (`RLConfig` decides the algorithm), pass@1 again,
+curves and a RESULT line. Experiment files (`experiments/grpo_arith.py`, `dr_grpo.py`,
+`dapo.py`, `ppo_arith.py`, `tina_lora_grpo.py`) only choose presets. Everything runs on
+the mesh of `mesh`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from rewardjax import heads
+from rewardjax.data import synthetic
+from rewardjax.recipes.backbone import Backbone, BackboneConfig, load_backbone
+from rewardjax.recipes.tasks import TINY_RL_TASK
+from rewardjax.recipes.warm_start import SFTConfig, sft_warm_start
+from rewardjax.rewards import CombinedReward, MathAnswerReward, OverlongPenalty, RewardSpec
+from rewardjax.sharding import MeshConfig
+from rewardjax.train import placement as placement_lib
+from rewardjax.train.checkpoint import Checkpointer
+from rewardjax.train.evaluate import greedy_accuracy
+from rewardjax.train.metrics import MetricsLogger, plot_curves, write_result
+from rewardjax.train.rl import RLConfig, RLTrainer
+from rewardjax.train.state import OptimizerConfig
+
+# The tiny RL presets' model: a ~1M-parameter Qwen2-style model with GPT-2's init.
+TINY_RL_MODEL = BackboneConfig(hidden_size=128, intermediate_size=384, num_layers=4,
+                               num_heads=4, num_kv_heads=2, head_dim=32, init_std=0.02)
+
+# 500 steps of 32 examples, every position projected, each example seen once.
+TINY_RL_SFT = SFTConfig(steps=500, batch_size=32, num_examples=16_000, response_window=None,
+                        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=500,
+                                                  weight_decay=0.01))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RLRecipe:
+    """SFT warm start + RL on the synthetic arithmetic task.
+
+    Attributes:
+      model: the backbone (with `model.lora`, RL trains adapters only).
+      mesh: where everything runs (`--set mesh.data=2 mesh.fsdp=2 mesh.tensor=2`).
+      sft: the warm start (`sft.steps=0` for a checkpoint that is already a policy).
+      sft_direct_fraction: share of SFT examples that give the bare answer line without
+        the worked steps (`synthetic.sft_examples`); RL can then learn to show its work.
+      sft_buckets: SFT sequence lengths (prompt + completion; the longest `task`
+        example must fit, or the pipeline raises naming the record).
+      overlong_buffer: > 0 adds DAPO's soft overlong penalty over the last this-many
+        tokens before `rl.max_new_tokens` (0: off).
+      checkpoint_every: orbax checkpoints of the RL state every N steps (0: off);
+        a rerun with the same output directory resumes.
+    """
+
+    model: BackboneConfig = TINY_RL_MODEL
+    mesh: MeshConfig = MeshConfig()
+    task: synthetic.ArithmeticConfig = TINY_RL_TASK
+    sft: SFTConfig = TINY_RL_SFT
+    sft_direct_fraction: float = 0.5
+    sft_buckets: tuple[int, ...] = (80,)
+    rl: RLConfig = RLConfig()
+    rl_optimizer: OptimizerConfig = OptimizerConfig(lr=5e-4, total_steps=1000, min_lr_ratio=1.0)
+    overlong_buffer: int = 0
+    eval_problems: int = 256
+    prompt_pool: int = 20000
+    checkpoint_every: int = 0
+    seed: int = 0
+
+
+def warm_started_policy(cfg: RLRecipe, out: Path) -> Backbone:
+    """The backbone after the recipe's SFT warm start (its params are the policy)."""
+    backbone = load_backbone(cfg.model, jax.random.key(cfg.seed), cfg.mesh)
+    examples = synthetic.sft_examples(cfg.sft.num_examples, seed=cfg.seed + 1, config=cfg.task,
+                                      split="train", direct_fraction=cfg.sft_direct_fraction)
+    params = sft_warm_start(backbone, examples, sft=cfg.sft, buckets=cfg.sft_buckets,
+                            out_dir=out, seed=cfg.seed)
+    return backbone._replace(params=params)
+
+
+def answer_reward(cfg: RLRecipe) -> CombinedReward:
+    specs = [RewardSpec(name="answer", fn=MathAnswerReward(), weight=1.0, fallback=0.0,
+                        isolation="thread", timeout_s=10.0)]
+    if cfg.overlong_buffer:
+        penalty = OverlongPenalty(max_length=cfg.rl.max_new_tokens, cache_length=cfg.overlong_buffer)
+        specs.append(RewardSpec(name="overlong", fn=penalty, weight=1.0, fallback=0.0,
+                                timeout_s=None, isolation="inline", per_sample=False))
+    return CombinedReward(specs)
+
+
+def arith_trainer(cfg: RLRecipe, policy: Backbone, reward) -> RLTrainer:
+    """The RL trainer on the recipe's prompt pool (a pure function of the step)."""
+    rl = cfg.rl
+    pool = synthetic.rl_prompts(cfg.prompt_pool, seed=cfg.seed + 3, config=cfg.task, split="train")
+
+    def prompts_fn(step: int, rnd: int):
+        first = (step * rl.max_sampling_rounds + rnd) * rl.prompts_per_step
+        return [pool[(first + i) % len(pool)] for i in range(rl.prompts_per_step)]
+
+    return RLTrainer(model_config=policy.config, rl=rl, optimizer=cfg.rl_optimizer,
+                     tokenizer=policy.tokenizer, prompts_fn=prompts_fn, reward_fn=reward,
+                     placement=policy.placement, lora=cfg.model.lora)
+
+
+def run_rl_recipe(cfg: RLRecipe, out: Path, *, title: str) -> dict:
+    """Runs the recipe; prints and returns `pass1_before`, `pass1_after`, `minutes`."""
+    start = time.time()
+    out = Path(out)
+    policy = warm_started_policy(cfg, out)
+    params, config, rl = policy.params, policy.config, cfg.rl
+    held_out = synthetic.rl_prompts(cfg.eval_problems, seed=cfg.seed + 2, config=cfg.task,
+                                    split="test")
+    reward = answer_reward(cfg)
+    trainer = arith_trainer(cfg, policy, reward)
+
+    def pass1(p):
+        with placement_lib.context(policy.placement):
+            return greedy_accuracy(p, held_out, config=config, tokenizer=policy.tokenizer,
+                                   prompt_length=rl.prompt_length,
+                                   max_new_tokens=rl.max_new_tokens,
+                                   eos_ids=trainer.sampling.eos_ids)
+
+    pass1_before = pass1(params)
+    print(f"held-out greedy pass@1 before RL: {pass1_before:.3f}", flush=True)
+    critic = None
+    if rl.uses_critic:  # PPO: the critic starts from the SFT backbone with a zero value head
+        critic = {"backbone": jax.tree.map(jnp.array, params),
+                  "head": heads.init_value_head(jax.random.key(cfg.seed), config.hidden_size)}
+    state = trainer.init_state(params, critic)
+    logger = MetricsLogger(out, name="rl", total_steps=rl.steps)
+    checkpointer = (Checkpointer(out / "checkpoints" / "rl", every=cfg.checkpoint_every)
+                    if cfg.checkpoint_every else None)
+    state = trainer.run(state, ref_params=params if rl.kl_coef else None,
+                        checkpointer=checkpointer, logger=logger)
+    logger.close()
+    reward.close()
+    pass1_after = pass1(trainer.policy(state))
+    print(f"held-out greedy pass@1 after RL: {pass1_after:.3f}", flush=True)
+    plot_curves(out / "rl.jsonl", ["reward/mean", "accuracy", "entropy", "response/length"],
+                out / "rl_curves.png", title=title)
+    result = {"pass1_before": round(pass1_before, 4), "pass1_after": round(pass1_after, 4),
+              "minutes": round((time.time() - start) / 60, 2)}
+    write_result(out, result)
+    return result

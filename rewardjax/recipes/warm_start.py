@@ -1,0 +1,107 @@
+"""The one supervised warm start: SFT on correct solutions before RM or RL training.
+
+The tiny presets start from a small random model; a few hundred SFT steps on correct
+synthetic solutions stand in for the instruction-tuned checkpoints the papers start
+from. The stage is a `train.loop.run_stage` (checkpointed under
+`<out>/checkpoints/<name>`, so a re-run resumes) on the backbone's mesh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Sequence
+
+import numpy as np
+
+from rewardjax.data import pipeline as pl
+from rewardjax.data.records import SFTExample
+from rewardjax.losses.reductions import TOKEN_MEAN, masked_mean, masked_reduce
+from rewardjax.models import ModelConfig
+from rewardjax.recipes.backbone import Backbone
+from rewardjax.train.loop import make_batch_fn, run_stage
+from rewardjax.train.prm import check_response_window, response_logprobs
+from rewardjax.train.sft import sft_loss
+from rewardjax.train.state import OptimizerConfig
+
+
+def sync_schedule(optimizer: OptimizerConfig, steps: int) -> OptimizerConfig:
+    """`optimizer` with its cosine schedule spanning `steps` (a `--set steps=N` override
+    then needs no matching `optimizer.total_steps=N`)."""
+    steps = max(steps, 1)
+    if optimizer.total_steps == steps:
+        return optimizer
+    return dataclasses.replace(optimizer, total_steps=steps,
+                               warmup_steps=min(optimizer.warmup_steps, steps))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SFTConfig:
+    """A supervised warm start; `steps=0` skips it.
+
+    Attributes:
+      steps, batch_size: optimizer steps and examples per step.
+      num_examples: SFT examples the caller draws (the pipeline repeats them as needed).
+      response_window: project only the last this-many positions to the vocabulary
+        (`windowed_sft_loss`; every completion must fit); None: every position.
+      optimizer: its schedule is stretched to span `steps`.
+    """
+
+    steps: int = 300
+    batch_size: int = 32
+    num_examples: int = 8192
+    response_window: int | None = 48
+    optimizer: OptimizerConfig = OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=300)
+
+    def __post_init__(self):
+        object.__setattr__(self, "optimizer", sync_schedule(self.optimizer, self.steps))
+
+
+def windowed_sft_loss(params, batch, *, config: ModelConfig, window: int | None,
+                      **apply_kwargs):
+    """Token-mean cross-entropy of the completion tokens (`loss_mask`), the SFT loss of
+    `train.sft.sft_loss`, with only the last `window` positions projected to the
+    vocabulary (`prm.response_logprobs`; every completion must fit in the window)."""
+    logp = response_logprobs(params, batch["tokens"], batch["attention_mask"], config=config,
+                             window=window, **apply_kwargs)
+    mask = batch["loss_mask"]
+    loss = masked_reduce(-logp, mask, mode=TOKEN_MEAN, denominator=batch["denominator"][0])
+    return loss, {"loss/sft": masked_mean(-logp, mask)}
+
+
+def add_sft_denominator(batch: dict) -> dict:
+    """SFT batches with the global completion-token count `sft_loss` divides by."""
+    den = float(np.sum(batch["loss_mask"][:, 1:]))
+    keys = ("tokens", "attention_mask", "loss_mask", "positions")
+    out = {k: batch[k] for k in keys}
+    out["denominator"] = np.full((batch["tokens"].shape[0],), den, np.float32)
+    return out
+
+
+def sft_warm_start(backbone: Backbone, records: Sequence[SFTExample], *, sft: SFTConfig,
+                   buckets: tuple[int, ...], out_dir, seed: int = 0, name: str = "sft",
+                   on_overflow: str = "raise"):
+    """Token-mean cross-entropy on the completions of `records` for `sft.steps` steps on
+    the backbone's mesh; returns the trained params (`backbone.params` if steps = 0)."""
+    if sft.steps == 0:
+        return backbone.params
+    config = backbone.config
+    pipe = pl.sft_pipeline(records, backbone.tokenizer, pl.PipelineConfig(
+        batch_size=sft.batch_size, buckets=buckets, seed=seed, num_epochs=None,
+        drop_remainder=True, on_overflow=on_overflow))
+    apply_kwargs = backbone.spec.apply_kwargs
+    if sft.response_window is None:
+        loss_fn = functools.partial(sft_loss, config=config, **apply_kwargs)
+    else:
+        loss_fn = functools.partial(windowed_sft_loss, config=config,
+                                    window=sft.response_window, **apply_kwargs)
+
+    def transform(batch):
+        if sft.response_window is not None:
+            check_response_window(batch, sft.response_window)
+        return add_sft_denominator(batch)
+
+    state, _ = run_stage(backbone.params, loss_fn, make_batch_fn(pipe, transform=transform),
+                         optimizer=sft.optimizer, num_steps=sft.steps, out_dir=out_dir,
+                         name=name, accumulate="sum", placement=backbone.placement)
+    return state.params
