@@ -26,12 +26,18 @@ in the main thread of the main interpreter (elsewhere it raises ValueError). Thi
 reward passes `timeout_seconds` to math-verify when it runs on the main thread (e.g.
 inline, or inside a `process`-isolated worker of `CombinedReward`) and disables
 math-verify's own timeout on any other thread; there the caller's time limit applies
-(`CombinedReward` per-sample timeouts).
+(`CombinedReward` per-sample timeouts). math-verify logs a warning the first time its
+timeout is off ("you must provide the logic for timeout interruption yourself"); calls
+made through this module with the timeout off drop that one message, since the caller
+provides that logic, and leave every other math-verify message (and other callers'
+calls) alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import re
 import threading
 from typing import Any, Sequence
@@ -159,6 +165,33 @@ def normalize_answer(answer: str) -> str:
     return s
 
 
+# Set on a thread while it calls math-verify with the timeout off on purpose.
+_CALLER_TIMES_OUT = threading.local()
+
+
+class _DisabledTimeoutNotice(logging.Filter):
+    """Drops math-verify's "Timeout is disabled" warning during this module's calls."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (getattr(_CALLER_TIMES_OUT, "active", False)
+                    and record.getMessage().startswith("Timeout is disabled"))
+
+
+# The logger objects exist before math_verify is imported, and it logs through these two.
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_DisabledTimeoutNotice())
+
+
+@contextlib.contextmanager
+def _timeout_notice_dropped(timeout: int | None):
+    previous = getattr(_CALLER_TIMES_OUT, "active", False)
+    _CALLER_TIMES_OUT.active = timeout is None
+    try:
+        yield
+    finally:
+        _CALLER_TIMES_OUT.active = previous
+
+
 def _parse(answer: str, timeout: int | None) -> list:
     # Imported here so that importing rewardjax.rewards stays cheap (sympy is slow to load).
     from math_verify import parse
@@ -171,7 +204,8 @@ def answers_match(predicted: str, reference: str, *, timeout_seconds: int | None
     """Whether two extracted answers are mathematically equivalent (math-verify).
 
     Both are normalized with `normalize_answer` first. `timeout_seconds` uses
-    math-verify's signal-based timeout and so must be None off the main thread.
+    math-verify's signal-based timeout and so must be None off the main thread; None
+    means the caller bounds the time (math-verify's warning about it is not logged).
 
     Example:
       >>> answers_match("0.75", "3/4")
@@ -183,13 +217,14 @@ def answers_match(predicted: str, reference: str, *, timeout_seconds: int | None
     """
     from math_verify import verify
 
-    gold = _parse(normalize_answer(reference), timeout_seconds)
-    if not gold:
-        raise ValueError(f"reference answer {reference!r} could not be parsed by math-verify")
-    pred = _parse(normalize_answer(predicted), timeout_seconds)
-    if not pred:
-        return False
-    return bool(verify(gold, pred, timeout_seconds=timeout_seconds))
+    with _timeout_notice_dropped(timeout_seconds):
+        gold = _parse(normalize_answer(reference), timeout_seconds)
+        if not gold:
+            raise ValueError(f"reference answer {reference!r} could not be parsed by math-verify")
+        pred = _parse(normalize_answer(predicted), timeout_seconds)
+        if not pred:
+            return False
+        return bool(verify(gold, pred, timeout_seconds=timeout_seconds))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

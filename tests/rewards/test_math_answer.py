@@ -132,3 +132,33 @@ def test_gsm8k_reference_solutions_score_one_and_altered_score_zero():
     assert int(same.sum()) == 1319, [refs[i][-40:] for i in np.flatnonzero(same != 1.0)][:5]
     assert int(wrong.sum()) == 0, [altered[i][-40:] for i in np.flatnonzero(wrong != 0.0)][:5]
     print(f"GSM8K math reward: 2 x 1319 samples in {elapsed:.1f} s")
+
+
+def test_disabled_timeout_notice_dropped_for_our_calls_only(monkeypatch, caplog):
+    # math-verify warns once per process that its timeout is off; off the main thread the
+    # caller's runner bounds the time, so our calls drop that notice. Other code's calls
+    # of math-verify keep it.
+    import math_verify
+    import math_verify.grader
+    import math_verify.parser
+
+    def reset_once_flags():
+        monkeypatch.setattr(math_verify.parser, "TIMEOUT_WARNING_SHOWN", False)
+        monkeypatch.setattr(math_verify.grader, "TIMEOUT_WARNING_SHOWN", False)
+
+    def notices():
+        return [r for r in caplog.records if "Timeout is disabled" in r.getMessage()]
+
+    caplog.set_level("WARNING")
+    reset_once_flags()
+    out = {}
+    t = threading.Thread(target=lambda: out.update(v=MathAnswerReward()(["q"], ["#### 3/4"], answer=["0.75"])))
+    t.start()
+    t.join()
+    assert out["v"].tolist() == [1.0] and notices() == []
+    assert answers_match("2", "2") and notices() == []  # timeout_seconds=None on the main thread
+
+    reset_once_flags()
+    math_verify.verify(math_verify.parse("$2$", parsing_timeout=None), math_verify.parse("$2$"),
+                       timeout_seconds=None)
+    assert len(notices()) == 2  # parse's and verify's, as math-verify logs them
