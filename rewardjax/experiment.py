@@ -7,6 +7,11 @@ and `run(config, out_dir) -> dict`; `main(...)` parses the command line:
 
 and `run` ends by printing `RESULT key=value ...` and writing the same figures to
 `<out>/result.json` (`rewardjax.train.write_result`).
+
+A mistake on the command line is the user's, not a bug: `main` prints the one message
+the error carries, `[<name>] error: ...` on stderr, and exits with status 2 (argparse's
+status for usage errors) instead of showing a traceback; `--debug` shows the traceback.
+Which errors count as the user's is in `is_user_error`.
 """
 
 from __future__ import annotations
@@ -19,11 +24,65 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+USER_ERROR_STATUS = 2
+
+
+class UserInputError(ValueError):
+    """A command-line setting that cannot be used (unknown key, malformed value, ...)."""
+
+
+def is_user_error(err: BaseException, config: Any) -> bool:
+    """Whether an error escaping an experiment's `run(config, out)` is the user's input.
+
+    The rule: the error's class says it is about input the user chose, or it names a
+    path the user's config gives. That is
+      * `UserInputError`;
+      * `rewardjax.models.ConfigError` / `CheckpointError`: the model settings or the
+        checkpoint directory the config points at are invalid or unsupported;
+      * `FileNotFoundError` / `NotADirectoryError` whose message or filename contains
+        the value of a config field named `path` or ending in `_path` or `_dir` (a
+        `paper` preset pointing at a checkpoint that is not there).
+    Any other error, and a missing file the config does not name, is a bug to be seen
+    with its traceback.
+    """
+    from rewardjax.models import CheckpointError, ConfigError
+
+    if isinstance(err, (UserInputError, ConfigError, CheckpointError)):
+        return True
+    if isinstance(err, (FileNotFoundError, NotADirectoryError)):
+        text = f"{err} {err.filename or ''}"
+        return any(path in text for path in _config_paths(config))
+    return False
+
+
+def _config_paths(x: Any) -> list[str]:
+    if not dataclasses.is_dataclass(x):
+        return []
+    paths = []
+    for f in dataclasses.fields(x):
+        value = getattr(x, f.name)
+        if (isinstance(value, (str, Path)) and str(value)
+                and (f.name == "path" or f.name.endswith(("_path", "_dir")))):
+            paths.append(str(value))
+        paths += _config_paths(value)
+    return paths
+
+
+def _accepts_none(annotation: Any) -> bool:
+    return (annotation is Any or annotation is None or annotation is type(None)
+            or type(None) in typing.get_args(annotation))
+
 
 def _coerce(text: str, annotation: Any, current: Any) -> Any:
     """Parses `text` for a field annotated `annotation` (current value as a hint)."""
     if text.lower() in ("none", "null"):
+        if not _accepts_none(annotation):
+            name = annotation.__name__ if isinstance(annotation, type) else annotation
+            raise ValueError(f"the field is {name}, which does not take None")
         return None
+    if dataclasses.is_dataclass(current):
+        raise ValueError(f"the field is a {type(current).__name__} config: set its fields "
+                         "one by one (key.field=value)")
     target = type(current) if current is not None else None
     origin = typing.get_origin(annotation)
     if target is None or target is type(None):
@@ -48,23 +107,32 @@ def _coerce(text: str, annotation: Any, current: Any) -> Any:
 
 
 def apply_overrides(config: Any, overrides: list[str]) -> Any:
-    """Applies `key=value` (dotted keys reach nested dataclasses) via dataclasses.replace."""
+    """Applies `key=value` (dotted keys reach nested dataclasses) via dataclasses.replace.
+
+    Raises `UserInputError` naming the override for an unknown key, a value that does
+    not parse, or one the config's validation rejects.
+    """
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} is not of the form key=value")
+            raise UserInputError(f"override {item!r} is not of the form key=value")
         key, text = item.split("=", 1)
-        config = _replace_path(config, key.strip().split("."), text, key)
+        try:
+            config = _replace_path(config, key.strip().split("."), text, key)
+        except UserInputError:
+            raise
+        except (ValueError, TypeError) as err:  # the configs' own checks (__post_init__)
+            raise UserInputError(f"override {item!r}: {err}") from err
     return config
 
 
 def _replace_path(obj: Any, path: list[str], text: str, full_key: str) -> Any:
     if not dataclasses.is_dataclass(obj):
-        raise ValueError(f"override {full_key!r}: {type(obj).__name__} is not a config")
+        raise UserInputError(f"override {full_key!r}: {type(obj).__name__} is not a config")
     fields = {f.name: f for f in dataclasses.fields(obj)}
     name = path[0]
     if name not in fields:
-        raise ValueError(f"override {full_key!r}: {type(obj).__name__} has no field {name!r}; "
-                         f"fields: {sorted(fields)}")
+        raise UserInputError(f"override {full_key!r}: {type(obj).__name__} has no field {name!r}; "
+                             f"fields: {sorted(fields)}")
     current = getattr(obj, name)
     if len(path) > 1:
         return dataclasses.replace(obj, **{name: _replace_path(current, path[1:], text, full_key)})
@@ -72,12 +140,19 @@ def _replace_path(obj: Any, path: list[str], text: str, full_key: str) -> Any:
     try:
         value = _coerce(text, hints.get(name, type(current)), current)
     except (ValueError, json.JSONDecodeError) as err:
-        raise ValueError(f"override {full_key!r}: cannot parse {text!r}: {err}") from None
+        raise UserInputError(f"override {full_key!r}: cannot parse {text!r}: {err}") from None
     return dataclasses.replace(obj, **{name: value})
 
 
 def main(presets: Mapping[str, Any], run: Callable[[Any, Path], dict], *,
          description: str = "", default_preset: str = "tiny", argv=None) -> dict:
+    """Parses the command line, runs the chosen preset, returns `run`'s figures.
+
+    Exits with status 2 and a one-line message on stderr for a user's mistake: an
+    unknown or malformed `--set` (anything `apply_overrides` or the config's own
+    validation rejects) or an error from `run` that `is_user_error` attributes to the
+    user's input. `--debug` re-raises instead, with the traceback.
+    """
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default=default_preset, choices=sorted(presets))
@@ -85,20 +160,38 @@ def main(presets: Mapping[str, Any], run: Callable[[Any, Path], dict], *,
                         metavar="KEY=VALUE", help="override a config field (repeatable)")
     parser.add_argument("--out", default=None, help="output directory (default runs/<name>-<preset>)")
     parser.add_argument("--print-config", action="store_true")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of a configuration error instead of one line")
     args = parser.parse_args(argv)
-    config = apply_overrides(presets[args.preset], args.overrides)
     module = typing.cast(Any, run).__module__
     if module == "__main__":  # run as a script: name the run after the file
         module = Path(getattr(sys.modules["__main__"], "__file__", "experiment")).stem
     name = Path(module.replace(".", "/")).name
+    config = presets[args.preset]
+    try:
+        config = apply_overrides(config, args.overrides)
+    except UserInputError as err:
+        _user_error(name, err, debug=args.debug)
     out = Path(args.out or f"runs/{name}-{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(_jsonable(config), indent=2))
     if args.print_config:
         print(json.dumps(_jsonable(config), indent=2))
     print(f"[{name}] preset={args.preset} outputs -> {out}", flush=True)
-    # run() prints the RESULT line last.
-    return run(config, out)
+    try:
+        # run() prints the RESULT line last.
+        return run(config, out)
+    except Exception as err:
+        if not is_user_error(err, config):
+            raise
+        _user_error(name, err, debug=args.debug)
+
+
+def _user_error(name: str, err: Exception, *, debug: bool) -> typing.NoReturn:
+    if debug:
+        raise err
+    print(f"[{name}] error: {err}", file=sys.stderr, flush=True)
+    raise SystemExit(USER_ERROR_STATUS)
 
 
 def _jsonable(x):
