@@ -10,12 +10,12 @@ What it reproduces: policy π and reference π_ref both start from the same SFT'
 model; π is trained with CE on "is the final answer right" for correct and corrupted
 solutions; step-level first-error identification is then evaluated ProcessBench-style
 (arXiv:2412.06559) on held-out solutions, predicting the first step whose prefix value
-σ(q_k) falls below 1/2 (`f1`), the first step with r_k < 0 (`f1_delta`), or the first
-step with q_k below a threshold picked for the best F1 on other train-split solutions
-(`f1_tuned`: trained on outcomes only, q_k is not anchored at 0; see
-`prm.evaluate_implicit`). The
-process_rm experiment's PRM F1 (trained with step labels) is reported alongside when
-its result.json is found.
+σ(q_k) falls below 1/2, i.e. q_k < 0 (`f1_at_zero`), the first step with r_k < 0
+(`f1_delta`), or the first step with q_k below a threshold picked for the best F1 on
+other train-split solutions (`f1_tuned`, the headline: trained on outcomes only, q_k is
+not anchored at 0, so the fixed threshold can miss every error; see
+`prm.evaluate_implicit`). The process_rm experiment's PRM F1 (trained with step labels)
+is reported alongside when its result.json is found.
 
 How `tiny` deviates: a 2-layer width-64 model SFT-trained for a few hundred steps on
 single-digit arithmetic with operands 1..2 (`recipes.TINY_RM_TASK`; paper:
@@ -144,8 +144,10 @@ def run(config: Config, out: Path) -> dict:
         tuned = {"f1_tuned": final["tuned/f1"], "error_acc_tuned": final["tuned/error_accuracy"],
                  "correct_acc_tuned": final["tuned/correct_accuracy"],
                  "threshold_tuned": final["tuned/threshold"]}
-    result = {**tuned, "f1": final["f1"], "error_acc": final["error_accuracy"],
-              "correct_acc": final["correct_accuracy"], "f1_delta": final["delta/f1"],
+    # Each rule's figures carry its name: a bare `f1` beside `f1_tuned` would read as
+    # the headline, and at the fixed threshold it is often 0.
+    result = {**tuned, "f1_at_zero": final["f1"], "error_acc_at_zero": final["error_accuracy"],
+              "correct_acc_at_zero": final["correct_accuracy"], "f1_delta": final["delta/f1"],
               "outcome_accuracy": final["outcome_accuracy"], "beta": config.beta,
               "train_solutions": config.num_train, "test_solutions": config.num_test}
     prm_path = Path(config.prm_result or "") / "result.json"

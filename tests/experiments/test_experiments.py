@@ -38,7 +38,9 @@ def test_implicit_prm_smoke(smoke):
     result = smoke("implicit_prm", ["sft.steps=2", "steps=2", "eval_every=2", "num_train=16",
                                     "num_test=16", "batch_size=8", "buckets=96",
                                     "prm_result=none"])
-    assert {"f1", "f1_delta", "outcome_accuracy"} <= set(result)
+    assert {"f1_at_zero", "error_acc_at_zero", "correct_acc_at_zero", "f1_delta",
+            "outcome_accuracy"} <= set(result)
+    assert "f1" not in result  # no unqualified F1 beside the rules' figures
 
 
 def test_multi_objective_smoke(smoke):
