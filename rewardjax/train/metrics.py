@@ -16,22 +16,31 @@ def _scalar(v) -> float:
     return float(np.asarray(v))
 
 
+def is_writer() -> bool:
+    """Whether this process writes logs, plots and results: process 0 of a multi-host
+    run (every process computes the same figures; one copy is kept)."""
+    import jax
+    return jax.process_index() == 0
+
+
 class MetricsLogger:
-    """Reads device metrics once per call (one host sync per log interval)."""
+    """Reads device metrics once per call (one host sync per log interval). Only
+    process 0 writes (`is_writer`); the others compute and return the rows."""
 
     def __init__(self, out_dir: str | os.PathLike, *, total_steps: int | None = None,
                  name: str = "metrics", progress: bool = True, tensorboard: bool = True,
                  initial_step: int = 0):
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.out_dir / f"{name}.jsonl"
+        self._file = self._bar = self._tb = None
+        if not is_writer():
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a")
-        self._bar = None
         if progress:
             from tqdm.auto import tqdm
             self._bar = tqdm(total=total_steps, initial=initial_step, dynamic_ncols=True,
                              desc=name, mininterval=1.0)
-        self._tb = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
@@ -41,6 +50,8 @@ class MetricsLogger:
 
     def log(self, step: int, metrics: Mapping, *, advance: int = 0) -> dict:
         row = {"step": int(step), **{k: _scalar(v) for k, v in metrics.items()}}
+        if self._file is None:
+            return row
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
         if self._tb is not None:
@@ -55,7 +66,8 @@ class MetricsLogger:
         return row
 
     def close(self):
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._bar is not None:
             self._bar.close()
         if self._tb is not None:
@@ -69,7 +81,10 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 def plot_curves(path: str | os.PathLike, keys: list[str], out: str | os.PathLike,
                 *, title: str = "") -> Path:
-    """Plots `keys` of a metrics JSONL against step into a PNG (one panel per key)."""
+    """Plots `keys` of a metrics JSONL against step into a PNG (one panel per key);
+    process 0 only."""
+    if not is_writer():
+        return Path(out)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -93,11 +108,13 @@ def plot_curves(path: str | os.PathLike, keys: list[str], out: str | os.PathLike
 
 
 def write_result(out_dir: str | os.PathLike, result: Mapping, *, name: str = "result.json") -> str:
-    """Writes `result` as JSON in out_dir and returns the `RESULT k=v ...` line (printed)."""
+    """Writes `result` as JSON in out_dir and returns the `RESULT k=v ...` line (printed);
+    process 0 only writes and prints."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     clean = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}
-    (out_dir / name).write_text(json.dumps(clean, indent=2))
     line = "RESULT " + " ".join(f"{k}={v}" for k, v in clean.items())
-    print(line, flush=True)
+    if is_writer():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / name).write_text(json.dumps(clean, indent=2))
+        print(line, flush=True)
     return line

@@ -8,10 +8,11 @@ axes) are replicated. The optimizer state mirrors the params it tracks
 (`optax.tree_map_params`): Adam's moments are split exactly like their parameters, its
 step counters are replicated.
 
-Batches are split over (`data`, `fsdp`) on their batch axis. Each process hands over
-only its own rows (`jax.make_array_from_process_local_data`), so the same call builds a
-global array on one host and on a pod. A batch axis that the mesh does not divide is an
-error naming the leaf, not a silent replication.
+Batches are split over (`data`, `fsdp`) on their batch axis. Every process computes
+the same global batch (a pure function of the step: `train.loop.make_batch_fn`), and
+only the rows of its own devices are copied to them (`jax.make_array_from_callback`),
+so the same call builds a global array on one host and on a pod. A batch axis that the
+mesh does not divide is an error naming the leaf, not a silent replication.
 """
 
 from __future__ import annotations
@@ -111,21 +112,24 @@ def check_batch(batch: Any, mesh: Mesh, *, micro: bool = True) -> None:
     axis = 1 if micro else 0
     for path, x in jax.tree_util.tree_flatten_with_path(batch)[0]:
         rows = np.shape(x)[axis] if np.ndim(x) > axis else None
-        if rows is None or rows * jax.process_count() % ways:
+        if rows is None or rows % ways:
             name = jax.tree_util.keystr(path)
-            procs = jax.process_count()
-            where = f" (x {procs} processes)" if procs > 1 else ""
             raise ValueError(
-                f"batch leaf {name} has shape {np.shape(x)}: its batch axis {axis}{where} must "
-                f"be divisible by data x fsdp = {ways}; change the batch size or the mesh")
+                f"batch leaf {name} has shape {np.shape(x)}: its batch axis {axis} must be "
+                f"divisible by data x fsdp = {ways}; change the batch size or the mesh")
 
 
 def put_batch(batch: Any, mesh: Mesh, *, micro: bool = True) -> Any:
-    """Global arrays from this process's rows of a batch (numpy or arrays)."""
+    """Global arrays split over (data, fsdp) from the global batch every process holds;
+    each device gets only its rows."""
     check_batch(batch, mesh, micro=micro)
     target = batch_sharding(mesh, micro=micro)
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(target, np.asarray(x)), batch)
+
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, target, lambda index: x[index])
+
+    return jax.tree.map(put, batch)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
