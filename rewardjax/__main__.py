@@ -1,3 +1,5 @@
+import sys
+
 from rewardjax.cli import main
 
-main()
+sys.exit(main())
