@@ -4,6 +4,11 @@ An experiment defines a frozen config dataclass, a dict of presets (`tiny`, `pap
 and `run(config, out_dir) -> dict`; `main(...)` parses the command line:
 
     python experiments/grpo_arith.py --preset tiny --set rl.steps=50 --out runs/grpo
+    python experiments/grpo_arith.py --preset tiny --set mesh.data=2 mesh.fsdp=2 mesh.tensor=2
+
+Multi-host: every host runs the same command with `--distributed` (a TPU pod) or
+`--coordinator HOST:PORT --num-processes N --process-id I` (explicit, e.g. local CPU
+processes over gloo); only process 0 writes `config.json`, logs, plots and results.
 
 and `run` ends by printing `RESULT key=value ...` and writing the same figures to
 `<out>/result.json` (`rewardjax.train.write_result`).
@@ -156,13 +161,24 @@ def main(presets: Mapping[str, Any], run: Callable[[Any, Path], dict], *,
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default=default_preset, choices=sorted(presets))
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config field (repeatable)")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
+                        metavar="KEY=VALUE",
+                        help="override config fields: --set a=1 b.c=2 (repeatable)")
     parser.add_argument("--out", default=None, help="output directory (default runs/<name>-<preset>)")
     parser.add_argument("--print-config", action="store_true")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of a configuration error instead of one line")
+    group = parser.add_argument_group(
+        "multi-host", "one process per host; call before any other JAX work (see tpu/README.md)")
+    group.add_argument("--distributed", action="store_true",
+                       help="jax.distributed with everything discovered (TPU pods, SLURM)")
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="explicit coordinator (with --num-processes and --process-id); "
+                            "CPU processes talk over gloo")
+    group.add_argument("--num-processes", type=int, default=None)
+    group.add_argument("--process-id", type=int, default=None)
     args = parser.parse_args(argv)
+    _start_distributed(parser, args)
     module = typing.cast(Any, run).__module__
     if module == "__main__":  # run as a script: name the run after the file
         module = Path(getattr(sys.modules["__main__"], "__file__", "experiment")).stem
@@ -174,10 +190,11 @@ def main(presets: Mapping[str, Any], run: Callable[[Any, Path], dict], *,
         _user_error(name, err, debug=args.debug)
     out = Path(args.out or f"runs/{name}-{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(_jsonable(config), indent=2))
-    if args.print_config:
-        print(json.dumps(_jsonable(config), indent=2))
-    print(f"[{name}] preset={args.preset} outputs -> {out}", flush=True)
+    if _is_writer():
+        (out / "config.json").write_text(json.dumps(_jsonable(config), indent=2))
+        if args.print_config:
+            print(json.dumps(_jsonable(config), indent=2))
+        print(f"[{name}] preset={args.preset} outputs -> {out}", flush=True)
     try:
         # run() prints the RESULT line last.
         return run(config, out)
@@ -185,6 +202,25 @@ def main(presets: Mapping[str, Any], run: Callable[[Any, Path], dict], *,
         if not is_user_error(err, config):
             raise
         _user_error(name, err, debug=args.debug)
+
+
+def _start_distributed(parser: argparse.ArgumentParser, args) -> None:
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if any(v is not None for v in explicit):
+        if any(v is None for v in explicit):
+            parser.error("--coordinator, --num-processes and --process-id go together")
+        from rewardjax.sharding import initialize_distributed
+        initialize_distributed(coordinator_address=args.coordinator,
+                               num_processes=args.num_processes, process_id=args.process_id,
+                               cpu_collectives="gloo")
+    elif args.distributed:
+        from rewardjax.sharding import initialize_distributed
+        initialize_distributed()
+
+
+def _is_writer() -> bool:
+    import jax
+    return jax.process_index() == 0
 
 
 def _user_error(name: str, err: Exception, *, debug: bool) -> typing.NoReturn:

@@ -77,7 +77,17 @@ def param_shardings(tree: Any, config: ModelConfig, mesh: Mesh,
 def place_params(tree: Any, config: ModelConfig, mesh: Mesh, rules: sharding.Rules,
                  extra_axes: dict[str, Any] | None = None) -> Any:
     """`tree` put into the shardings its logical axes ask for."""
-    return jax.device_put(tree, param_shardings(tree, config, mesh, rules, extra_axes))
+    return _device_put(tree, param_shardings(tree, config, mesh, rules, extra_axes))
+
+
+def _device_put(tree: Any, shardings: Any) -> Any:
+    # In a multi-host run an array made on this process (a new head, fresh optimizer
+    # state: the same values on every process) is one process's array; it enters a
+    # mesh spanning every host as the global value it is (as numpy).
+    if jax.process_count() > 1:
+        tree = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array)
+                            and x.is_fully_addressable else x, tree)
+    return jax.device_put(tree, shardings)
 
 
 def opt_state_shardings(optimizer: optax.GradientTransformation, abstract_opt_state: Any,
@@ -158,7 +168,7 @@ class Placement:
         """(state placed by the rules, its shardings)."""
         shardings = state_shardings(state, optimizer, self.config, self.mesh, self.rules,
                                     self.extra_axes)
-        return jax.device_put(state, shardings), shardings
+        return _device_put(state, shardings), shardings
 
     def batch(self, batch: Any, *, micro: bool = True) -> Any:
         return put_batch(batch, self.mesh, micro=micro)

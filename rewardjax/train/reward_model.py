@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewardjax import eval as rm_eval
-from rewardjax import heads
+from rewardjax import heads, sharding
 from rewardjax.data.pipeline import Pipeline
 from rewardjax.losses import preference
 from rewardjax.losses.reductions import masked_mean
@@ -233,7 +233,7 @@ def score_pairs(params, pipeline: Pipeline, *, config: ModelConfig) -> dict[str,
     for batch in iterate_batches(pipeline):
         side = {k: batch[k] for k in ("chosen", "rejected")}
         seqs = [{k: s[k] for k in ("tokens", "attention_mask")} for s in side.values()]
-        rc, rr = jax.device_get(_pair_scores(params, *seqs, config=config))
+        rc, rr = map(sharding.host_local_array, _pair_scores(params, *seqs, config=config))
         if np.ndim(rc) > 1:  # multi-output heads: the reward is output 0
             rc, rr = rc[:, 0], rr[:, 0]
         out["chosen"].append(rc)
