@@ -26,7 +26,6 @@ copy of the weights (`Workload.kl_reference`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -79,9 +78,7 @@ class Workload:
         `param_dtype`); the sampler runs on the stored params, as the RL loop does.
       lora: train LoRA adapters on frozen base params ("rl" and "sft").
       remat, scan_layers: the backbone's rematerialisation ("none", "full", "dots") and
-        `lax.scan` over layers in a train step. `rl_loss` does not take them yet (the
-        RL trainer runs unrolled without remat); the planner binds them to its
-        backbone call while tracing (`_rl_backbone_options`).
+        `lax.scan` over layers in a train step (`BackboneConfig.apply_kwargs`).
       kl_reference: "rl" without LoRA: a frozen reference policy (`RLConfig.kl_coef >
         0`) stays on the devices, placed like the params (with LoRA the reference is
         the base itself).
@@ -308,32 +305,16 @@ def _train_batch(workload: Workload, rows: int) -> dict:
 
 
 def _train_loss(workload: Workload, config):
+    kwargs = {"remat": workload.remat, "scan_layers": workload.scan_layers}
     if workload.kind == "rl":
         rl_config = rl.RLConfig(prompts_per_step=workload.batch, group_size=1,
                                 max_new_tokens=workload.completion,
                                 prompt_length=workload.length - workload.completion,
                                 micro_batches=workload.micro_batches)
-        return functools.partial(rl.rl_loss, config=config, rl=rl_config), "sum"
-    kwargs = {"remat": workload.remat, "scan_layers": workload.scan_layers}
+        return functools.partial(rl.rl_loss, config=config, rl=rl_config, **kwargs), "sum"
     if workload.kind == "sft":
         return functools.partial(sft.sft_loss, config=config, **kwargs), "sum"
     return functools.partial(reward_model.pairwise_loss, config=config, **kwargs), "mean"
-
-
-@contextlib.contextmanager
-def _rl_backbone_options(workload: Workload):
-    """`rl_loss` calls `models.apply` without remat/scan_layers (unlike `sft_loss` and
-    `pairwise_loss`, which pass them through); until it does, the planner binds them to
-    the `apply` that `rl` calls, for the duration of the trace only."""
-    if workload.kind != "rl" or (workload.remat == "none" and not workload.scan_layers):
-        yield
-        return
-    original = rl.apply
-    rl.apply = functools.partial(original, remat=workload.remat, scan_layers=workload.scan_layers)
-    try:
-        yield
-    finally:
-        rl.apply = original
 
 
 def _plan_train(config, mesh, mesh_config, workload: Workload):
@@ -375,7 +356,7 @@ def _plan_train(config, mesh, mesh_config, workload: Workload):
                          _train_batch(workload, rows))
     frozen_in = None if frozen is None else _abstract(frozen, frozen_shardings)
     start = time.perf_counter()
-    with placement.context(), _rl_backbone_options(workload):
+    with placement.context():
         lowered = step.jitted.lower(_abstract(state, shardings), batch, frozen_in)
     _, program = _memory("train_step", lowered, start)
 

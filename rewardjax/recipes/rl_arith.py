@@ -104,7 +104,8 @@ def arith_trainer(cfg: RLRecipe, policy: Backbone, reward) -> RLTrainer:
 
     return RLTrainer(model_config=policy.config, rl=rl, optimizer=cfg.rl_optimizer,
                      tokenizer=policy.tokenizer, prompts_fn=prompts_fn, reward_fn=reward,
-                     placement=policy.placement, lora=cfg.model.lora)
+                     placement=policy.placement, lora=cfg.model.lora,
+                     **cfg.model.apply_kwargs)
 
 
 def run_rl_recipe(cfg: RLRecipe, out: Path, *, title: str) -> dict:

@@ -155,32 +155,35 @@ class Rollout(NamedTuple):
 # ----------------------------------------------------------------------------- the loss
 
 
-def _completion_logits(params, tokens, mask, *, config: ModelConfig, T: int, temperature: float):
-    hidden, _ = apply(params, tokens, config=config, mask_bt=mask, output="hidden")
+def _completion_logits(params, tokens, mask, *, config: ModelConfig, T: int, temperature: float,
+                       **apply_kwargs):
+    hidden, _ = apply(params, tokens, config=config, mask_bt=mask, output="hidden", **apply_kwargs)
     P = tokens.shape[1] - T
     # Only completion positions reach the vocabulary projection.
     logits = project(params, hidden[:, P - 1:P + T - 1], config=config) / temperature
     return logits, hidden[:, P - 1:P + T - 1]
 
 
-def _critic_values(critic, tokens, mask, *, config: ModelConfig, T: int):
-    hidden = heads.backbone_hidden(critic["backbone"], tokens, mask, config=config)
+def _critic_values(critic, tokens, mask, *, config: ModelConfig, T: int, **apply_kwargs):
+    hidden = heads.backbone_hidden(critic["backbone"], tokens, mask, config=config, **apply_kwargs)
     P = tokens.shape[1] - T
     return heads.token_values(critic["head"], hidden[:, P - 1:P + T - 1])
 
 
-def rl_loss(params, mb: Mapping[str, jax.Array], *, config: ModelConfig, rl: RLConfig):
+def rl_loss(params, mb: Mapping[str, jax.Array], *, config: ModelConfig, rl: RLConfig,
+            **apply_kwargs):
     """Policy loss (+ β·KL − c·entropy [+ value loss]) for one micro-batch.
 
     Each term divides by the minibatch's global denominator (`mb["denominator"]`), so
-    micro-batch losses add up to the minibatch loss exactly.
+    micro-batch losses add up to the minibatch loss exactly. `apply_kwargs` (remat,
+    scan_layers) go to the backbone.
     """
     policy = params["policy"] if rl.uses_critic else params
     T = mb["completion_mask"].shape[1]
     cmask = mb["completion_mask"]
     den = mb["denominator"][0]
     logits, _ = _completion_logits(policy, mb["tokens"], mb["mask"], config=config, T=T,
-                                   temperature=rl.temperature)
+                                   temperature=rl.temperature, **apply_kwargs)
     completion = mb["tokens"][:, -T:]
     logp = token_logprobs(logits, completion)
     common = dict(reduction=rl.reduction, max_len=rl.max_len, denominator=den)
@@ -198,7 +201,8 @@ def rl_loss(params, mb: Mapping[str, jax.Array], *, config: ModelConfig, rl: RLC
         loss = loss + rl.kl_coef * kl
         metrics.update(kl_metrics)
     if rl.uses_critic:
-        values = _critic_values(params["critic"], mb["tokens"], mb["mask"], config=config, T=T)
+        values = _critic_values(params["critic"], mb["tokens"], mb["mask"], config=config, T=T,
+                                **apply_kwargs)
         vloss, v_metrics = policy_lib.value_loss(values, mb["old_values"], mb["returns"], cmask,
                                                  clip_eps=rl.value_clip, **common)
         loss = loss + rl.value_coef * vloss
@@ -236,6 +240,8 @@ class RLTrainer:
         arXiv:2106.09685; "Tina", arXiv:2504.15777): only the adapters carry gradients
         and optimizer state, and the reference policy is that frozen base (adapters
         off), so no second copy of the weights exists.
+      remat, scan_layers: the backbone's rematerialisation and layer scan in the update
+        (`BackboneConfig.apply_kwargs`).
     """
 
     def __init__(self, *, model_config: ModelConfig, rl: RLConfig, optimizer: OptimizerConfig,
@@ -243,7 +249,8 @@ class RLTrainer:
                  reward_fn: Callable, eos_ids: Sequence[int] | None = None,
                  stop_sequences: Sequence[Sequence[int]] = (),
                  placement: placement_lib.Placement | None = None,
-                 lora: lora_lib.LoraConfig | None = None):
+                 lora: lora_lib.LoraConfig | None = None, remat: str = "none",
+                 scan_layers: bool = False):
         if lora is not None:
             if rl.uses_critic:
                 raise ValueError("RLTrainer(lora=...) trains the policy's adapters only; "
@@ -260,7 +267,8 @@ class RLTrainer:
             pad_id=tokenizer.pad_token_id, prompt_buckets=(rl.prompt_length,))
         self.optimizer_config = optimizer
         self.optimizer = optimizer.make()
-        self._loss_fn = functools.partial(rl_loss, config=model_config, rl=rl)
+        self._loss_fn = functools.partial(rl_loss, config=model_config, rl=rl, remat=remat,
+                                          scan_layers=scan_layers)
         self._update = None  # built by init_state, which knows the state's shardings
         self.guard = NonFiniteGuard(optimizer.max_nonfinite_steps)
         self._merge = jax.jit(functools.partial(lora_lib.merge, lora=lora)) if lora else None
@@ -280,8 +288,10 @@ class RLTrainer:
         if self.lora is not None:
             self.base = policy_params
             if adapters is None:
-                adapters = lora_lib.init_lora(jax.random.fold_in(jax.random.key(self.rl.seed), -1),
-                                              self.config, self.lora)
+                # Rollout step s folds in s >= 0; the largest uint32 never meets one
+                # (fold_in takes uint32 data: -1 raises OverflowError).
+                key = jax.random.fold_in(jax.random.key(self.rl.seed), 2**32 - 1)
+                adapters = lora_lib.init_lora(key, self.config, self.lora)
             params = adapters
         elif self.rl.uses_critic:
             if critic_params is None:

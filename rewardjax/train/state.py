@@ -172,12 +172,16 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
         grads = jax.tree.map(lambda g: g * scale, grads)
         loss = loss * scale
         grad_norm = optax.tree.norm(grads)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-        params = jax.tree.map(keep, params, state.params)
-        opt_state = jax.tree.map(keep, opt_state, state.opt_state)
+
+        def update(_):
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            return optax.apply_updates(state.params, updates), opt_state
+
+        # A branch rather than a select of old and new: a select keeps both copies of
+        # the optimizer state alive at once (~0.5x params extra, measured by the planner).
+        params, opt_state = jax.lax.cond(finite, update,
+                                         lambda _: (state.params, state.opt_state), None)
         metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
         metrics["loss"] = loss
         metrics["grad_norm"] = grad_norm
