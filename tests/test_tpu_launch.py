@@ -87,7 +87,7 @@ def test_experiment_runs_on_every_worker_and_its_arguments_survive_quoting(tmp_p
     assert done.returncode == 3, done.stderr
     assert argv_file.read_text().split("\0")[:-1] == [
         "experiments/grpo_arith.py", "--preset", "paper", "--set", "mesh.fsdp=16",
-        "--set", TRICKY, "--set", "rl.steps=5", "--out", "runs/r1"]
+        "--set", TRICKY, "--set", "rl.steps=5", "--out", "runs/r1", "--distributed"]
     [log] = (home / "rewardjax" / "runs" / "r1" / "logs").iterdir()
     assert log.name.endswith(".log") and "hello from" in log.read_text()
     assert "hello from" in done.stdout
@@ -111,7 +111,8 @@ def test_detached_experiment_keeps_running_after_the_command_returns(tmp_path, b
         assert time.monotonic() < deadline, "detached run never started"
         time.sleep(0.05)
     assert argv_file.read_text().split("\0")[:-1] == [
-        "experiments/dr_grpo.py", "--set", "rl.steps=2", "--out", "runs/my run"]
+        "experiments/dr_grpo.py", "--set", "rl.steps=2", "--out", "runs/my run",
+        "--distributed"]
     logs = home / "rewardjax" / "runs" / "my run" / "logs"
     while not any("hello from" in p.read_text() for p in logs.glob("*.log")):
         assert time.monotonic() < deadline, "detached run wrote no log"

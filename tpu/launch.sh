@@ -188,7 +188,8 @@ case $cmd in
     [ -n "$out" ] || out=runs/${RUN_ID:-$experiment-${preset:-default}-$(date -u +%Y%m%d-%H%M%S)}
     argv=("$py" "experiments/$experiment.py")
     [ -z "$preset" ] || argv+=(--preset "$preset")
-    argv+=(${sets[@]+"${sets[@]}"} --out "$out")
+    # --distributed: each worker is one process of the pod's jax.distributed job.
+    argv+=(${sets[@]+"${sets[@]}"} --out "$out" --distributed)
     q_out=$(quote "$out")
     log="$q_out/logs/\"\$(hostname)\".log"
     prefix="cd $REMOTE_DIR && mkdir -p $q_out/logs &&"
