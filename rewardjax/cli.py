@@ -3,6 +3,7 @@
     python -m rewardjax quickstart [--out runs/quickstart]
     python -m rewardjax plan --config config.json --mesh data=1,fsdp=64,tensor=1 \\
         --workload rl --batch 64 --length 1024 [--device v5e] [--json]
+    python -m rewardjax results runs/ > docs/results.md
 """
 
 from __future__ import annotations
@@ -157,6 +158,23 @@ def _plan_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
+def results(root: str) -> int:
+    """Prints one Markdown table of every run's result.json under a directory
+    (`rewardjax.results`)."""
+    from rewardjax import results as results_lib
+
+    try:
+        rows = results_lib.collect(root)
+    except results_lib.ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not rows:
+        print(f"error: no {results_lib.RESULT_FILE} under {root!r}", file=sys.stderr)
+        return 1
+    print(results_lib.format_table(rows, root=root), end="")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="python -m rewardjax", description=__doc__,
@@ -165,6 +183,9 @@ def main(argv=None) -> int:
     q = sub.add_parser("quickstart", help=quickstart.__doc__.splitlines()[0])
     q.add_argument("--out", default="runs/quickstart")
     _plan_parser(sub)
+    r = sub.add_parser("results", help=results.__doc__.splitlines()[0],
+                       description=results.__doc__.replace("\n    ", " "))
+    r.add_argument("root", nargs="?", default="runs", help="directory to search (default runs)")
     args = parser.parse_args(argv)
     if (args.command == "plan" and args.lora_rank is None
             and (args.lora_alpha is not None or args.lora_targets is not None)):
@@ -174,6 +195,8 @@ def main(argv=None) -> int:
         quickstart(args.out)
     elif args.command == "plan":
         return plan(args, argv)
+    elif args.command == "results":
+        return results(args.root)
     return 0
 
 

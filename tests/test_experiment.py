@@ -1,5 +1,8 @@
 import dataclasses
+import datetime
+import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -134,3 +137,92 @@ def test_paper_preset_without_its_checkpoint_exits_2(tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("[grpo_arith] error: ") or "\n[grpo_arith] error: " in proc.stderr
     assert "deepseek-math-7b-instruct" in proc.stderr
+
+
+def test_run_json_records_where_the_figures_came_from(tmp_path):
+    experiment.main({"tiny": Outer()}, lambda config, out: {"ok": 1},
+                    description='"A Paper Title" (arXiv:2101.00001)',
+                    argv=["--out", str(tmp_path), "--set", "inner.steps=2", "flag=true"])
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["experiment"] == "test_experiment" and record["preset"] == "tiny"
+    assert record["paper"] == "A Paper Title (arXiv:2101.00001)"
+    assert record["overrides"] == ["inner.steps=2", "flag=true"]
+    assert record["processes"] == 1 and isinstance(record["minutes"], float)
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", record["commit"])
+    assert datetime.datetime.fromisoformat(record["started"]).tzinfo is not None
+    assert not (tmp_path / "seed0").exists()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Seeded:
+    seed: int = 7
+    inner: Inner = Inner()
+
+
+def _seeded_run(calls):
+    def run(config, out):
+        calls.append((config.seed, config.inner.steps, out))
+        print(f"RESULT accuracy={0.5 + config.seed / 10}")
+        return {"accuracy": 0.5 + config.seed / 10, "steps": config.inner.steps,
+                "label": f"s{config.seed}", "ok": True}
+    return run
+
+
+def test_seeds_run_once_per_seed_and_report_mean_and_range(tmp_path, capsys):
+    calls = []
+    summary = experiment.main({"tiny": Seeded()}, _seeded_run(calls),
+                              argv=["--out", str(tmp_path), "--seeds", "0,1,3",
+                                    "--set", "inner.steps=4"])
+    assert calls == [(k, 4, tmp_path / f"seed{k}") for k in (0, 1, 3)]
+    for k in (0, 1, 3):
+        assert json.loads((tmp_path / f"seed{k}" / "config.json").read_text())["seed"] == k
+        assert json.loads((tmp_path / f"seed{k}" / "run.json").read_text())["seed"] == k
+    assert json.loads((tmp_path / "config.json").read_text())["seed"] == 7
+    assert json.loads((tmp_path / "run.json").read_text())["seeds"] == [0, 1, 3]
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("RESULT ")]
+    # Bools and strings are not figures to average; they stay in per_seed.
+    assert lines[-1] == ("RESULT accuracy=0.6333 accuracy_min=0.5 accuracy_max=0.8 "
+                         "steps=4.0 steps_min=4.0 steps_max=4.0")
+    assert len(lines) == 4
+    assert json.loads((tmp_path / "result.json").read_text()) == summary
+    assert summary["seeds"] == [0, 1, 3]
+    assert summary["per_seed"][2] == {"seed": 3, "accuracy": 0.8, "steps": 4, "label": "s3",
+                                      "ok": True}
+
+
+def test_seeds_summary_refuses_figures_named_like_its_range_keys():
+    with pytest.raises(ValueError, match=r"\['loss_min'\]"):
+        experiment.seed_summary([0, 1], [{"loss": 1.0, "loss_min": 0.5}] * 2)
+
+
+def test_seeds_without_a_seed_field_exit_2_naming_it(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        experiment.main({"tiny": Outer()}, _unused_run, argv=["--out", str(tmp_path),
+                                                              "--seeds", "0,1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--seeds sets the config's top-level field 'seed', but Outer has none;" in err
+    assert "Traceback" not in err
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NestedSeed:
+    base: Seeded = Seeded()
+
+
+def test_seeds_error_points_at_a_nested_seed(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        experiment.main({"tiny": NestedSeed()}, _unused_run, argv=["--out", str(tmp_path),
+                                                                   "--seeds", "0,1"])
+    assert ("NestedSeed has none (it has base.seed: run once per value with --set base.seed=K)"
+            in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("seeds,message", [("0,x", "comma-separated integers"),
+                                           ("1,1", "a seed is repeated"),
+                                           (",", "at least one seed")])
+def test_malformed_seeds_exit_2(seeds, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        experiment.main({"tiny": Seeded()}, _unused_run, argv=["--out", str(tmp_path),
+                                                               "--seeds", seeds])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
