@@ -69,6 +69,7 @@ from rewardjax import recipes
 from rewardjax.sharding import MeshConfig
 from rewardjax.train import make_batch_fn, plot_curves, run_stage, write_result
 from rewardjax.train import reward_model as rm
+from rewardjax.train.metrics import LogConfig
 from rewardjax.train.state import OptimizerConfig
 
 DATASETS = ("synthetic", "hh_rlhf")
@@ -88,6 +89,7 @@ class Config:
         their end when truncated.
       steps, batch_size, num_micro: optimizer steps, pairs per step, micro-batches per step.
       use_margin, center_coef, label_smoothing: Bradley–Terry options.
+      log: the reward model stage's experiment trackers (`--set log.wandb=true`).
     """
 
     data: str = "synthetic"
@@ -109,6 +111,7 @@ class Config:
     center_coef: float = 0.0
     label_smoothing: float = 0.0
     eval_every: int = 500
+    log: LogConfig = LogConfig()
     seed: int = 0
 
     def __post_init__(self):
@@ -184,7 +187,8 @@ def run(config: Config, out: Path) -> dict:
     state, final = run_stage(params, loss_fn, make_batch_fn(train_pipe, num_micro=config.num_micro),
                              optimizer=config.optimizer, num_steps=config.steps, out_dir=out,
                              name="metrics", eval_fn=eval_fn, eval_every=config.eval_every,
-                             checkpoint_every=config.eval_every, placement=backbone.placement)
+                             checkpoint_every=config.eval_every, placement=backbone.placement,
+                             log=config.log)
 
     plot_curves(out / "metrics.jsonl", ["loss", "accuracy", "margin", "grad_norm",
                                         "eval/accuracy", "eval/ece"],

@@ -26,7 +26,7 @@ from rewardjax.sharding import MeshConfig
 from rewardjax.train import placement as placement_lib
 from rewardjax.train.checkpoint import Checkpointer
 from rewardjax.train.evaluate import greedy_accuracy
-from rewardjax.train.metrics import MetricsLogger, plot_curves, write_result
+from rewardjax.train.metrics import LogConfig, MetricsLogger, plot_curves, write_result
 from rewardjax.train.rl import RLConfig, RLTrainer
 from rewardjax.train.state import OptimizerConfig
 
@@ -56,6 +56,7 @@ class RLRecipe:
         tokens before `rl.max_new_tokens` (0: off).
       checkpoint_every: orbax checkpoints of the RL state every N steps (0: off);
         a rerun with the same output directory resumes.
+      log: the RL stage's experiment trackers (`--set log.wandb=true`).
     """
 
     model: BackboneConfig = TINY_RL_MODEL
@@ -70,6 +71,7 @@ class RLRecipe:
     eval_problems: int = 256
     prompt_pool: int = 20000
     checkpoint_every: int = 0
+    log: LogConfig = LogConfig()
     seed: int = 0
 
 
@@ -133,7 +135,7 @@ def run_rl_recipe(cfg: RLRecipe, out: Path, *, title: str) -> dict:
         critic = {"backbone": jax.tree.map(jnp.array, params),
                   "head": heads.init_value_head(jax.random.key(cfg.seed), config.hidden_size)}
     state = trainer.init_state(params, critic)
-    logger = MetricsLogger(out, name="rl", total_steps=rl.steps)
+    logger = MetricsLogger(out, name="rl", total_steps=rl.steps, log=cfg.log)
     checkpointer = (Checkpointer(out / "checkpoints" / "rl", every=cfg.checkpoint_every)
                     if cfg.checkpoint_every else None)
     state = trainer.run(state, ref_params=params if rl.kl_coef else None,

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from rewardjax.data.pipeline import Pipeline
 from rewardjax.train.checkpoint import Checkpointer
-from rewardjax.train.metrics import MetricsLogger
+from rewardjax.train.metrics import LogConfig, MetricsLogger
 from rewardjax.train.placement import Placement, context
 from rewardjax.train.state import (NonFiniteGuard, OptimizerConfig, TrainState, init_state,
                                    make_train_step, split_micro)
@@ -97,7 +97,8 @@ def run_stage(params, loss_fn: Callable, batch_fn: Callable[[int], Any], *,
               eval_fn: Callable[[Any], dict] | None = None, eval_every: int | None = None,
               checkpoint_every: int | None = None, stop_after: int | None = None,
               tx=None, progress: bool = True, copy_params: bool = True,
-              placement: Placement | None = None) -> tuple[TrainState, dict]:
+              placement: Placement | None = None,
+              log: LogConfig | None = None) -> tuple[TrainState, dict]:
     """One training stage: optimizer, jitted step, orbax checkpoints, metrics, `fit`.
 
     Returns the final state and the final evaluation (`eval_fn` of the final params,
@@ -105,7 +106,7 @@ def run_stage(params, loss_fn: Callable, batch_fn: Callable[[int], Any], *,
 
     Checkpoints go to `<out_dir>/checkpoints/<name>` (resumed from if present, so a
     re-run with the same output directory continues), metrics to
-    `<out_dir>/<name>.jsonl` (and TensorBoard if installed).
+    `<out_dir>/<name>.jsonl` and the trackers `log` asks for.
 
     Args:
       loss_fn: `(params, micro_batch) -> (loss, metrics)`.
@@ -118,6 +119,7 @@ def run_stage(params, loss_fn: Callable, batch_fn: Callable[[int], Any], *,
       placement: run on a mesh (`train.placement.Placement`): params and optimizer
         state placed by the rules, batches split over (data, fsdp); `eval_fn` then
         sees placed params.
+      log: experiment trackers (default `LogConfig()`: TensorBoard).
     """
     if copy_params:
         params = jax.tree.map(jnp.copy, params)
@@ -133,7 +135,7 @@ def run_stage(params, loss_fn: Callable, batch_fn: Callable[[int], Any], *,
                                 every=checkpoint_every or num_steps, keep=1)
     start = checkpointer.latest_step() or 0
     logger = MetricsLogger(out_dir, total_steps=num_steps, name=name, progress=progress,
-                           initial_step=start)
+                           initial_step=start, log=log)
     last: dict = {}
 
     def evaluate(params):
