@@ -120,6 +120,9 @@ class Config:
         object.__setattr__(self, "optimizer", recipes.sync_schedule(self.optimizer, self.steps))
 
 
+# The figures `python -m rewardjax results` shows for this experiment.
+HEADLINE = ("accuracy", "ece", "margin")
+
 PRESETS = {
     "tiny": Config(),
     # ~1,550 training pairs fit the buckets: 300 steps are ~3 epochs.
@@ -171,7 +174,8 @@ def run(config: Config, out: Path) -> dict:
     sft = config.sft if overflow == "raise" else dataclasses.replace(config.sft,
                                                                      response_window=None)
     policy = recipes.sft_warm_start(backbone, sft_records, sft=sft, buckets=config.buckets,
-                                    out_dir=out, seed=config.seed, on_overflow=overflow)
+                                    out_dir=out, seed=config.seed, on_overflow=overflow,
+                                    log=config.log)
     params = rm.init_reward_model(policy, jax.random.fold_in(key, 1), config=model, head="scalar")
 
     train_pipe = pl.preference_pipeline(train, tokenizer, pl.PipelineConfig(

@@ -118,7 +118,7 @@ def run(cfg: Config, out: Path) -> dict:
     step = make_train_step(loss_fn, optimizer, config=cfg.optimizer, placement=placement,
                            state_sharding=shardings)
     guard = NonFiniteGuard(cfg.optimizer.max_nonfinite_steps)
-    logger = MetricsLogger(out, name="dpo", total_steps=cfg.steps, tensorboard=False)
+    logger = MetricsLogger(out, name="dpo", total_steps=cfg.steps)
     for i, batch in enumerate(train_batches):
         state, metrics = step(state, split_micro(batch, 1))
         guard.check(i + 1, metrics)

@@ -81,6 +81,9 @@ class Config:
         object.__setattr__(self, "optimizer", recipes.sync_schedule(self.optimizer, self.steps))
 
 
+# The figures `python -m rewardjax results` shows for this experiment.
+HEADLINE = ("f1_tuned", "f1_at_zero", "outcome_accuracy")
+
 PRESETS = {
     "tiny": Config(),
     "paper": Config(

@@ -85,6 +85,9 @@ class Config:
                            recipes.sync_schedule(self.stage2_optimizer, self.stage2_steps))
 
 
+# The figures `python -m rewardjax results` shows for this experiment.
+HEADLINE = ("gated_accuracy", "uniform_accuracy", "gated_accuracy_before", "ece")
+
 PRESETS = {
     "tiny": Config(),
     "paper": Config(

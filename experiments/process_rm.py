@@ -103,6 +103,9 @@ class Config:
         object.__setattr__(self, "optimizer", recipes.sync_schedule(self.optimizer, self.steps))
 
 
+# The figures `python -m rewardjax results` shows for this experiment.
+HEADLINE = ("f1", "f1_mc", "step_acc", "f1_random_or_none")
+
 PRESETS = {
     "tiny": Config(),
     "paper": Config(

@@ -81,7 +81,7 @@ def warm_started_policy(cfg: RLRecipe, out: Path) -> Backbone:
     examples = synthetic.sft_examples(cfg.sft.num_examples, seed=cfg.seed + 1, config=cfg.task,
                                       split="train", direct_fraction=cfg.sft_direct_fraction)
     params = sft_warm_start(backbone, examples, sft=cfg.sft, buckets=cfg.sft_buckets,
-                            out_dir=out, seed=cfg.seed)
+                            out_dir=out, seed=cfg.seed, log=cfg.log)
     return backbone._replace(params=params)
 
 

@@ -20,6 +20,7 @@ from rewardjax.losses.reductions import TOKEN_MEAN, masked_mean, masked_reduce
 from rewardjax.models import ModelConfig
 from rewardjax.recipes.backbone import Backbone
 from rewardjax.train.loop import make_batch_fn, run_stage
+from rewardjax.train.metrics import LogConfig
 from rewardjax.train.prm import check_response_window, response_logprobs
 from rewardjax.train.sft import sft_loss
 from rewardjax.train.state import OptimizerConfig
@@ -80,9 +81,10 @@ def add_sft_denominator(batch: dict) -> dict:
 
 def sft_warm_start(backbone: Backbone, records: Sequence[SFTExample], *, sft: SFTConfig,
                    buckets: tuple[int, ...], out_dir, seed: int = 0, name: str = "sft",
-                   on_overflow: str = "raise"):
+                   on_overflow: str = "raise", log: LogConfig | None = None):
     """Token-mean cross-entropy on the completions of `records` for `sft.steps` steps on
-    the backbone's mesh; returns the trained params (`backbone.params` if steps = 0)."""
+    the backbone's mesh (logged as `log` asks); returns the trained params
+    (`backbone.params` if steps = 0)."""
     if sft.steps == 0:
         return backbone.params
     config = backbone.config
@@ -103,5 +105,5 @@ def sft_warm_start(backbone: Backbone, records: Sequence[SFTExample], *, sft: SF
 
     state, _ = run_stage(backbone.params, loss_fn, make_batch_fn(pipe, transform=transform),
                          optimizer=sft.optimizer, num_steps=sft.steps, out_dir=out_dir,
-                         name=name, accumulate="sum", placement=backbone.placement)
+                         name=name, accumulate="sum", placement=backbone.placement, log=log)
     return state.params

@@ -2,7 +2,7 @@
 
 from rewardjax.train.checkpoint import Checkpointer
 from rewardjax.train.loop import fit, make_batch_fn, run_stage
-from rewardjax.train.metrics import MetricsLogger, plot_curves, read_jsonl, write_result
+from rewardjax.train.metrics import LogConfig, MetricsLogger, plot_curves, read_jsonl, write_result
 from rewardjax.train.placement import Placement
 from rewardjax.train.state import (
     NonFiniteError,
