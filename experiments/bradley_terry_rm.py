@@ -14,7 +14,9 @@ calibration error of σ(r_c − r_r).
 Data: by default synthetic arithmetic pairs (correct solution vs the same solution with
 one wrong step, `rewardjax.data.synthetic.arithmetic`); `data=hh_rlhf` (preset
 `tiny_hh`) trains and evaluates on the shipped Anthropic HH-RLHF harmless-base test
-pairs (2,312, split into train / held-out by a seeded permutation).
+pairs (2,312, split into train / held-out by a seeded permutation); `data=tfds:NAME`
+reads every split of a prepared TFDS dataset as preference pairs and holds out the same
+share (`data=tfds:hh_rlhf_harmless_base data_dir=DIR`: the shipped pairs through TFDS).
 
 How `tiny` deviates: a 2-layer Qwen2-style model of width 64 on a byte-level BPE
 vocabulary of 2,048, initialised by a few hundred SFT steps on correct solutions (the
@@ -63,8 +65,9 @@ import numpy as np
 from rewardjax import experiment
 from rewardjax.data import pipeline as pl
 from rewardjax.data.hh_rlhf import read_hh_rlhf
-from rewardjax.data.records import SFTExample
+from rewardjax.data.records import PreferencePair, SFTExample
 from rewardjax.data.synthetic import arithmetic
+from rewardjax.data.tfds import TFDS_PREFIX, DataSource
 from rewardjax import recipes
 from rewardjax.sharding import MeshConfig
 from rewardjax.train import make_batch_fn, plot_curves, run_stage, write_result
@@ -78,13 +81,16 @@ DATASETS = ("synthetic", "hh_rlhf")
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     """Attributes:
-      data: "synthetic" (arithmetic pairs) or "hh_rlhf" (the shipped harmless-base pairs).
+      data: "synthetic" (arithmetic pairs), "hh_rlhf" (the shipped harmless-base pairs)
+        or "tfds:NAME" (a TFDS dataset in `data_dir`, its features mapped to
+        `PreferencePair` by `data_features` items `field=feature`, default the
+        builder's own mapping).
       backbone, mesh: the model and the mesh it trains on.
       num_train, num_test: synthetic pairs drawn from the train / test problem splits.
       step_fraction: share of the synthetic training pairs that are step-level (the
         solution up to its corrupted step on both sides, `arithmetic.preference_pairs`);
         held-out pairs are always whole solutions.
-      hh_test_fraction: held-out share of the HH-RLHF pairs.
+      hh_test_fraction: held-out share of the HH-RLHF (or TFDS) pairs.
       buckets: padded lengths; longer HH-RLHF pairs are skipped (counted), prompts keep
         their end when truncated.
       steps, batch_size, num_micro: optimizer steps, pairs per step, micro-batches per step.
@@ -93,6 +99,8 @@ class Config:
     """
 
     data: str = "synthetic"
+    data_dir: str | None = None
+    data_features: tuple[str, ...] = ()
     backbone: recipes.BackboneConfig = recipes.BackboneConfig()
     mesh: MeshConfig = MeshConfig()
     task: arithmetic.ArithmeticConfig = recipes.TINY_BT_TASK
@@ -115,8 +123,9 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        if self.data not in DATASETS:
-            raise ValueError(f"Config.data must be one of {DATASETS}, got {self.data!r}")
+        if self.data not in DATASETS and not self.data.startswith(TFDS_PREFIX):
+            raise ValueError(f"Config.data must be one of {DATASETS} or "
+                             f"'{TFDS_PREFIX}NAME', got {self.data!r}")
         object.__setattr__(self, "optimizer", recipes.sync_schedule(self.optimizer, self.steps))
 
 
@@ -153,7 +162,11 @@ def _data(config: Config):
         sft = arithmetic.sft_examples(config.sft.num_examples, seed=config.seed + 2,
                                       config=config.task, split="train")
         return train, test, sft
-    pairs = read_hh_rlhf().records
+    if config.data == "hh_rlhf":
+        pairs = read_hh_rlhf().records
+    else:
+        pairs = list(DataSource(source=config.data, data_dir=config.data_dir, split="all",
+                                features=config.data_features).records(PreferencePair))
     order = np.random.default_rng(config.seed).permutation(len(pairs))
     n_test = int(round(config.hh_test_fraction * len(pairs)))
     test = [pairs[i] for i in order[:n_test]]
@@ -168,8 +181,8 @@ def run(config: Config, out: Path) -> dict:
     backbone = recipes.load_backbone(config.backbone, jax.random.fold_in(key, 0), config.mesh)
     model, tokenizer = backbone.config, backbone.tokenizer
     train, test, sft_records = _data(config)
-    # HH-RLHF transcripts longer than the largest bucket are skipped (and counted).
-    overflow = "skip" if config.data == "hh_rlhf" else "raise"
+    # HH-RLHF (or TFDS) transcripts longer than the largest bucket are skipped (and counted).
+    overflow = "raise" if config.data == "synthetic" else "skip"
     # HH-RLHF replies are long: the SFT loss then projects every position.
     sft = config.sft if overflow == "raise" else dataclasses.replace(config.sft,
                                                                      response_window=None)

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 
 from rewardjax import heads
 from rewardjax.data import synthetic
+from rewardjax.data.records import PromptWithAnswer
+from rewardjax.data.tfds import DataSource
 from rewardjax.recipes.backbone import Backbone, BackboneConfig, load_backbone
 from rewardjax.recipes.tasks import TINY_RL_TASK
 from rewardjax.recipes.warm_start import SFTConfig, sft_warm_start
@@ -57,6 +59,11 @@ class RLRecipe:
       checkpoint_every: orbax checkpoints of the RL state every N steps (0: off);
         a rerun with the same output directory resumes.
       log: the RL stage's experiment trackers (`--set log.wandb=true`).
+      data: where the RL prompts come from: "synthetic" (the task's problems) or a
+        prepared TFDS dataset read as `PromptWithAnswer`
+        (`--set data.source=tfds:gsm8k_rewardjax data.data_dir=DIR`), training prompts
+        from `data.split` (at most `prompt_pool`), held-out ones from `data.eval_split`
+        (at most `eval_problems`). The SFT warm start stays on the synthetic task.
     """
 
     model: BackboneConfig = TINY_RL_MODEL
@@ -72,6 +79,7 @@ class RLRecipe:
     prompt_pool: int = 20000
     checkpoint_every: int = 0
     log: LogConfig = LogConfig()
+    data: DataSource = DataSource()
     seed: int = 0
 
 
@@ -95,10 +103,20 @@ def answer_reward(cfg: RLRecipe) -> CombinedReward:
     return CombinedReward(specs)
 
 
+def rl_prompt_records(cfg: RLRecipe, count: int, *, seed: int, split: str):
+    """At most `count` prompts with answers of `split` ("train" / "test") from `cfg.data`."""
+    if not cfg.data.is_tfds:
+        return synthetic.rl_prompts(count, seed=seed, config=cfg.task, split=split)
+    records = cfg.data.records(PromptWithAnswer,
+                               split=cfg.data.split if split == "train" else cfg.data.eval_split)
+    # A whole split stays a random-access source on disk; only a cut is read into memory.
+    return records if len(records) <= count else records[:count]
+
+
 def arith_trainer(cfg: RLRecipe, policy: Backbone, reward) -> RLTrainer:
     """The RL trainer on the recipe's prompt pool (a pure function of the step)."""
     rl = cfg.rl
-    pool = synthetic.rl_prompts(cfg.prompt_pool, seed=cfg.seed + 3, config=cfg.task, split="train")
+    pool = rl_prompt_records(cfg, cfg.prompt_pool, seed=cfg.seed + 3, split="train")
 
     def prompts_fn(step: int, rnd: int):
         first = (step * rl.max_sampling_rounds + rnd) * rl.prompts_per_step
@@ -116,8 +134,7 @@ def run_rl_recipe(cfg: RLRecipe, out: Path, *, title: str) -> dict:
     out = Path(out)
     policy = warm_started_policy(cfg, out)
     params, config, rl = policy.params, policy.config, cfg.rl
-    held_out = synthetic.rl_prompts(cfg.eval_problems, seed=cfg.seed + 2, config=cfg.task,
-                                    split="test")
+    held_out = rl_prompt_records(cfg, cfg.eval_problems, seed=cfg.seed + 2, split="test")
     reward = answer_reward(cfg)
     trainer = arith_trainer(cfg, policy, reward)
 
