@@ -7,7 +7,7 @@ import pytest
 
 from tests.experiments.conftest import load_experiment
 
-RL_NAMES = ("grpo_arith", "dr_grpo", "dapo", "ppo_arith")
+RL_NAMES = ("grpo_arith", "dr_grpo", "dapo", "ppo_arith", "tina_lora_grpo")
 
 # A one-layer model, 2 SFT steps, 2 RL steps of 2 prompts x 2 samples, 8 held-out problems.
 MODEL = ["model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=1",
