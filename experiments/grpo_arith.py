@@ -30,20 +30,17 @@ import dataclasses
 from rewardjax import experiment
 from rewardjax.train import OptimizerConfig
 from rewardjax.recipes import BackboneConfig, SFTConfig
-from rewardjax.recipes.rl_arith import RLRecipe, run_rl_recipe
+from rewardjax.recipes.rl_arith import TINY_GRPO, RLRecipe, run_rl_recipe
 from rewardjax.train.rl import RLConfig
 
 PRESETS = {
     "tiny": RLRecipe(
-        rl=RLConfig(steps=30, prompts_per_step=16, group_size=8, max_new_tokens=32,
-                    prompt_length=56, temperature=1.0, epochs=1, minibatches=1,
-                    advantage="grpo", scale_by_std=True, reduction="token_mean",
-                    eps_low=0.2, eps_high=0.2, kl_coef=0.0),
+        rl=TINY_GRPO,
         rl_optimizer=OptimizerConfig(lr=5e-5, warmup_steps=5, total_steps=30, min_lr_ratio=1.0),
     ),
     "paper": RLRecipe(
-        model=BackboneConfig(hf_path="checkpoints/deepseek-math-7b-instruct", compute_dtype="bfloat16",
-                             remat="full"),
+        model=BackboneConfig(hf_path="checkpoints/deepseek-math-7b-instruct",
+                             compute_dtype="bfloat16", remat="full"),
         sft=SFTConfig(steps=0),
         rl=RLConfig(steps=1000, prompts_per_step=16, group_size=64, max_new_tokens=1024,
                     prompt_length=1024, epochs=1, minibatches=1, micro_batches=64,

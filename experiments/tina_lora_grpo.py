@@ -27,17 +27,14 @@ import dataclasses
 from rewardjax import experiment
 from rewardjax.models.lora import LoraConfig
 from rewardjax.recipes import BackboneConfig, SFTConfig
-from rewardjax.recipes.rl_arith import TINY_RL_MODEL, RLRecipe, run_rl_recipe
+from rewardjax.recipes.rl_arith import TINY_GRPO, TINY_RL_MODEL, RLRecipe, run_rl_recipe
 from rewardjax.train import OptimizerConfig
 from rewardjax.train.rl import RLConfig
 
 PRESETS = {
     "tiny": RLRecipe(
         model=dataclasses.replace(TINY_RL_MODEL, lora=LoraConfig(rank=8, alpha=32.0)),
-        rl=RLConfig(steps=30, prompts_per_step=16, group_size=8, max_new_tokens=32,
-                    prompt_length=56, temperature=1.0, epochs=1, minibatches=1,
-                    advantage="grpo", scale_by_std=True, reduction="token_mean",
-                    eps_low=0.2, eps_high=0.2, kl_coef=0.0),
+        rl=TINY_GRPO,
         rl_optimizer=OptimizerConfig(lr=2e-4, warmup_steps=5, total_steps=30, min_lr_ratio=1.0),
     ),
     "paper": RLRecipe(

@@ -42,6 +42,13 @@ TINY_RL_SFT = SFTConfig(steps=500, batch_size=32, num_examples=16_000, response_
                                                   weight_decay=0.01))
 
 
+# The tiny GRPO run of the main job: 30 on-policy steps of 16 prompts x 8 samples, no KL.
+TINY_GRPO = RLConfig(steps=30, prompts_per_step=16, group_size=8, max_new_tokens=32,
+                     prompt_length=56, temperature=1.0, epochs=1, minibatches=1,
+                     advantage="grpo", scale_by_std=True, reduction="token_mean",
+                     eps_low=0.2, eps_high=0.2, kl_coef=0.0)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RLRecipe:
     """SFT warm start + RL on the synthetic arithmetic task.

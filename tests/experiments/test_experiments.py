@@ -5,7 +5,7 @@ import pytest
 from tests.experiments.conftest import load_experiment
 
 NAMES = ("bradley_terry_rm", "process_rm", "implicit_prm", "multi_objective_rm", "grpo_arith",
-         "dr_grpo", "dapo", "ppo_arith", "dpo_arith")
+         "dr_grpo", "dapo", "ppo_arith", "dpo_arith", "tina_lora_grpo")
 
 
 @pytest.mark.parametrize("name", NAMES)
