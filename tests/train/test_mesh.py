@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from rewardjax import recipes
+from rewardjax.experiment import UserInputError, apply_overrides
+from rewardjax.recipes.rl_arith import RLRecipe
 from rewardjax.data import synthetic
 from rewardjax.sharding import MeshConfig
 from rewardjax.train import OptimizerConfig, init_state, make_train_step, split_micro
@@ -164,5 +166,8 @@ def test_mesh_settings_are_checked():
         MeshConfig(data=2, fsdp=2, tensor=1).build()
     with pytest.raises(ValueError, match="mesh.fsdp must be a positive integer"):
         MeshConfig(fsdp=0)
+    with pytest.raises(UserInputError, match=r"MeshConfig has no field 'pipeline'.*'data', "
+                                             r"'fsdp', 'tensor'"):
+        apply_overrides(RLRecipe(), ["mesh.pipeline=2"])
     assert MeshConfig().build().devices.size == 1  # one device on CPU by default
     assert MeshConfig(fsdp=2, tensor=2).build().shape == {"data": 2, "fsdp": 2, "tensor": 2}
