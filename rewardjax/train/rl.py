@@ -242,6 +242,13 @@ class RLTrainer:
         off), so no second copy of the weights exists.
       remat, scan_layers: the backbone's rematerialisation and layer scan in the update
         (`BackboneConfig.apply_kwargs`).
+      loss_fn: the objective the update differentiates, `(params, mb, *, config, rl,
+        **apply_kwargs) -> (loss, metrics)` like `rl_loss` (the default), so a variant
+        written outside the package runs in this loop unchanged. `mb` holds the
+        `Rollout` fields of one micro-batch plus `denominator`, the whole minibatch's
+        denominator for `rl.reduction`: dividing by it makes micro-batch losses add up
+        exactly, so a loss that reduces another way should name its mode in
+        `rl.reduction` (or run with `micro_batches=1`).
     """
 
     def __init__(self, *, model_config: ModelConfig, rl: RLConfig, optimizer: OptimizerConfig,
@@ -250,7 +257,7 @@ class RLTrainer:
                  stop_sequences: Sequence[Sequence[int]] = (),
                  placement: placement_lib.Placement | None = None,
                  lora: lora_lib.LoraConfig | None = None, remat: str = "none",
-                 scan_layers: bool = False):
+                 scan_layers: bool = False, loss_fn: Callable = rl_loss):
         if lora is not None:
             if rl.uses_critic:
                 raise ValueError("RLTrainer(lora=...) trains the policy's adapters only; "
@@ -267,7 +274,7 @@ class RLTrainer:
             pad_id=tokenizer.pad_token_id, prompt_buckets=(rl.prompt_length,))
         self.optimizer_config = optimizer
         self.optimizer = optimizer.make()
-        self._loss_fn = functools.partial(rl_loss, config=model_config, rl=rl, remat=remat,
+        self._loss_fn = functools.partial(loss_fn, config=model_config, rl=rl, remat=remat,
                                           scan_layers=scan_layers)
         self._update = None  # built by init_state, which knows the state's shardings
         self.guard = NonFiniteGuard(optimizer.max_nonfinite_steps)

@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rewardjax.rewards import CombinedReward, RewardSpec
-from rewardjax.train.rl import RLConfig
+from rewardjax.train.rl import RLConfig, RLTrainer, rl_loss
 from tests.train.rl_setup import tiny_trainer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +78,23 @@ def test_failing_and_slow_rewards_fall_back_and_count():
         assert np.isfinite(metrics["loss/policy"])
     assert int(state.step) == 2 * trainer.rl.minibatches
     reward.close()
+
+
+def test_custom_loss_fn_is_the_one_the_update_differentiates():
+    def frozen_loss(params, mb, *, config, rl, **apply_kwargs):
+        loss, metrics = rl_loss(params, mb, config=config, rl=rl, **apply_kwargs)
+        return loss * 0.0, {**metrics, "custom/called": jnp.ones(())}
+
+    base, params = tiny_trainer(minibatches=1)
+    custom = RLTrainer(model_config=base.config, rl=base.rl, optimizer=base.optimizer_config,
+                       tokenizer=base.tokenizer, prompts_fn=base.prompts_fn,
+                       reward_fn=base.reward_fn, loss_fn=frozen_loss)
+    state, metrics = custom.step(custom.init_state(params), 0)
+    assert metrics["custom/called"] == 1.0 and metrics["loss/policy"] != 0.0
+    # zero gradients: Adam's first update is exactly zero (no weight decay)
+    jax.tree.map(np.testing.assert_array_equal, state.params, params)
+    moved, _ = base.step(base.init_state(params), 0)
+    assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, moved.params, params)))
 
 
 def test_config_errors_are_named():
