@@ -32,22 +32,8 @@ The `paper` preset loads a local Llama-3.1-8B-Instruct directory and uses whole
 solutions only; the tech report does not state every optimizer setting, so lr / batch /
 length there are the usual 8B BT settings (marked "assumed" below), not the report's.
 
-Seed sensitivity: at the defaults seed 0 reaches 0.97 held-out and seed 1 0.83 (two
-threads; XLA's thread count changes reduction order, so one seed on one and on two
-threads are different runs). A stuck run misses the check itself, not the carry to the
-last token: on held-out step pairs a 0.83 model scores 0.90, and its misses are one
-corruption size. Trained on +-1 and +-2 corruptions, a stuck run tells +-2 apart
-(0.96-1.0) but not +-1 (0.77-0.88); trained on +-1 only, it tells +-1 apart perfectly and
-+-2 at 0.70. The model learns one detector per error size rather than "c != a op b", and
-when the second one forms varies with the seed. Variants tried, one core each, 2,500
-steps unless noted (held-out accuracy over seeds 0-2): three layers 0.82-0.98 (six runs,
-one on two threads); peak lr 5e-4 0.86-0.91, 2e-3 0.74-0.80; weight decay 0.1 0.84-0.99,
-0.5 0.77-0.94; four KV heads 0.76-0.86; 4,000 steps 0.85-0.94; batch 32 (82k pairs) 0.94
-on seed 1; 75% off-by-one training pairs 0.78-0.88; step pairs cut at a random line
-after the error 0.83-0.85.
-
-The tiny task has 3-5 operations (`recipes.TINY_BT_TASK`, whose comment says why 2-4,
-as in the PRM experiments, kept held-out accuracy at 0.58-0.84).
+Seed sensitivity, the variants tried and why the task has 3-5 operations:
+`docs/experiments/bradley_terry_rm.md`.
 
     python experiments/bradley_terry_rm.py --preset tiny
     python experiments/bradley_terry_rm.py --preset tiny_hh   # the HH-RLHF pairs, 300 steps
