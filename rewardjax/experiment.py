@@ -369,8 +369,9 @@ def _start_distributed(parser: argparse.ArgumentParser, args) -> None:
 
 
 def _is_writer() -> bool:
-    import jax
-    return jax.process_index() == 0
+    # Imported late: jax.distributed must start before anything touches JAX.
+    from rewardjax.train.metrics import is_writer
+    return is_writer()
 
 
 def _user_error(name: str, err: Exception, *, debug: bool) -> typing.NoReturn:
