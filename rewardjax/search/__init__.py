@@ -1,0 +1,36 @@
+"""Test-time search with reward models: step-wise generation, scorers, selection, search.
+
+    stepwise.py   StepGenerator: step-by-step decoding with KV caches, row gathers, counters
+    scorers.py    PRM / ORM / implicit PRM / step-tag LM / verifier scorers, aggregation
+    selection.py  best-of-N, majority and weighted votes returning the chosen answer
+    search.py     sampling N, early rejection, PRM beam search, DVTS, lookahead
+    mcts.py       MCTS over reasoning steps (RAP, ReST-MCTS*) and its value targets
+"""
+
+from rewardjax.search.mcts import (MCTSConfig, Node, StepEnv, mcts, mcts_search,
+                                   rest_mcts_value_targets, value_target_records)
+from rewardjax.search.scorers import (AGGREGATIONS, ImplicitPRMScorer, OutcomeScorer, PRMScorer,
+                                      Retokenize, Scores, StepTagLMScorer, TokenClassPRMScorer,
+                                      TokenizerMismatchError, VerifierScorer, aggregate,
+                                      check_tokenizer, score_inputs)
+from rewardjax.search.search import (Candidate, SearchConfigError, SearchResult, beam_search,
+                                     dvts, early_rejection, sample_n)
+from rewardjax.search.selection import (Choice, best_of_n, expected_credit, majority_vote,
+                                        selection_accuracies, weighted_vote)
+from rewardjax.search.stepwise import (Candidates, Counter, StepConfig, StepDelimiterError,
+                                       StepGenerator, StepState, candidates, delimiter_ids,
+                                       running)
+
+# genarm: token-level guided decoding (GenARM) exports go on this line.
+
+__all__ = [
+    "AGGREGATIONS", "Candidate", "Candidates", "Choice", "Counter", "ImplicitPRMScorer",
+    "MCTSConfig", "Node", "OutcomeScorer", "PRMScorer", "Retokenize", "Scores",
+    "SearchConfigError", "SearchResult", "StepConfig", "StepDelimiterError", "StepEnv",
+    "StepGenerator", "StepState", "StepTagLMScorer", "TokenClassPRMScorer",
+    "TokenizerMismatchError", "VerifierScorer", "aggregate", "beam_search", "best_of_n",
+    "candidates", "check_tokenizer", "delimiter_ids", "dvts", "early_rejection",
+    "expected_credit", "majority_vote", "mcts", "mcts_search", "rest_mcts_value_targets",
+    "running", "sample_n", "score_inputs", "selection_accuracies", "value_target_records",
+    "weighted_vote",
+]
