@@ -141,7 +141,8 @@ def _mount_namespace(p):
             _mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID)
     for _, fd in keep:
         os.close(fd)
-    size = f"size={p['disk_bytes']}"
+    # Inodes cost kernel memory that no rlimit counts, so they get a budget too.
+    size = f"size={p['disk_bytes']},nr_inodes={max(1024, p['disk_bytes'] >> 12)}"
     _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"{size},mode=0755")
     if os.path.isdir("/dev/shm"):
         _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, f"{size},mode=1777")

@@ -15,23 +15,25 @@ Isolation, detected once per process by running a probe program (`capabilities()
   `RLIMIT_NPROC`, which root ignores, counts only this sandbox's processes), with
   `no_new_privs` and every mount read-only and nosuid. `$HOME`, /root, /home, /run
   and /var/tmp are covered by empty tmpfs (the interpreter's own directories are
-  bound back read-only when they live there); /tmp is a private tmpfs of
-  `disk_mb` whose `work` subdirectory is the working directory and `$HOME`, and it
+  bound back read-only when they live there); /tmp (and /dev/shm) are private tmpfs
+  of `disk_mb` each; /tmp/work is the working directory and `$HOME`, and all of it
   vanishes with the namespace. The network namespace has only a loopback that is
   down. The trainer is invisible from the pid namespace, the program's parent is
   the namespace's root-owned init, and init's exit kills every process left inside.
 * ``rlimits`` (anything else): the same rlimits, a private directory under the
   system temp dir that is deleted afterwards, and a Python audit hook that refuses
   network calls, signals outside the program's session and, when the process count
-  cannot be limited (no uid of its own), starting processes. An audit hook can be
-  bypassed with ctypes; in this mode the program can read whatever the trainer's
-  user can read and write wherever that user can write. A warning is logged once.
+  cannot be limited, starting processes. As root the program still gets a uid of its
+  own if that uid can read the interpreter (not when it lives under /root), which
+  keeps it out of root's files and makes the process limit work; otherwise it runs
+  as the trainer's user and can read and write what that user can. An audit hook
+  can be bypassed with ctypes. A warning is logged once.
 
 Limits (all per execution): wall time (from the moment the program starts, after the
 interpreter is up), CPU time (`RLIMIT_CPU`, whole seconds, includes interpreter
 start-up), memory (`RLIMIT_AS`: address space, not resident memory), processes and
-threads (`RLIMIT_NPROC`), bytes written to files (`RLIMIT_FSIZE` and the tmpfs
-size) and bytes of stdout/stderr.
+threads (`RLIMIT_NPROC`), bytes written to files (`RLIMIT_FSIZE`, and the tmpfs
+size and inode count) and bytes of stdout/stderr.
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ _CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_chil
 _SETUP_TIMEOUT_S = 120.0
 _REPORT_CAP = 1 << 16
 _TEMP_PREFIX = "rewardjax-sandbox-"
-# uids 2**30 + (pid mod 2**20) * 512 + slot: distinct across live trainer processes
-# (pid_max <= 2**22 in practice, and live pids mod 2**20 rarely collide) and slots.
+# uids 2**30 + pid * 512 + slot: distinct across live trainer processes (the kernel
+# caps pid_max at 2**22) and concurrent sandboxes, and below 2**32 - 1.
 _UID_BASE = 1 << 30
 _UID_SLOTS = 512
 _FORBIDDEN_ERRNOS = {
@@ -84,6 +86,7 @@ class Reason(str, enum.Enum):
     MEMORY = "memory"  # an uncaught MemoryError (the address-space limit)
     PROCESS_LIMIT = "process_limit"  # an uncaught EAGAIN from fork/thread creation
     OUTPUT_LIMIT = "output_limit"
+    DISK_LIMIT = "disk_limit"  # an uncaught ENOSPC/EFBIG: the files passed `disk_mb`
     FORBIDDEN = "forbidden"  # an uncaught error from something the sandbox refuses
     NONZERO_EXIT = "nonzero_exit"  # any other uncaught exception or exit status
     CRASH = "crash"  # killed by a signal the sandbox did not send
@@ -249,7 +252,7 @@ class _UidPool:
             while not self._free:
                 self._cond.wait()
             slot = self._free.pop()
-        return _UID_BASE + (os.getpid() % (1 << 20)) * _UID_SLOTS + slot
+        return uid_block(os.getpid())[slot]
 
     def release(self, uid: int) -> None:
         with self._cond:
@@ -257,15 +260,22 @@ class _UidPool:
             self._cond.notify()
 
 
+def uid_block(pid: int) -> range:
+    """The uids that sandboxes started by process `pid` run as (namespaces mode, or root)."""
+    start = _UID_BASE + (pid % (1 << 22)) * _UID_SLOTS
+    return range(start, start + _UID_SLOTS)
+
+
 _uids = _UidPool()
 
 
-def _hidden_paths() -> list[str]:
+def _hidden_paths() -> tuple[str, ...]:
     paths = [os.path.expanduser("~"), "/root", "/home", "/run", "/var/tmp"]
-    return sorted({os.path.realpath(p) for p in paths if p and os.path.isabs(p)})
+    return tuple(sorted({os.path.realpath(p) for p in paths if p and os.path.isabs(p)}))
 
 
-def _rebind_paths(hidden: list[str]) -> list[str]:
+@functools.lru_cache(maxsize=4)
+def _rebind_paths(hidden: tuple[str, ...]) -> list[str]:
     """The interpreter's directories that hiding would remove, outermost first."""
     import site
 
@@ -292,7 +302,7 @@ def _execute(program: Program, limits: Limits, mode: str, own_uid: bool) -> Resu
         "mode": mode, "uid": uid, "workdir": workdir, "parent_pid": os.getpid(), "language": language,
         "args": list(args), "cpu_s": limits.cpu_s, "memory_bytes": limits.memory_mb << 20,
         "disk_bytes": limits.disk_mb << 20, "max_processes": limits.max_processes,
-        "enforce_nproc": uid is not None, "hidden": hidden, "rebind": _rebind_paths(hidden),
+        "enforce_nproc": uid is not None, "hidden": list(hidden), "rebind": _rebind_paths(hidden),
         "stdin": base64.b64encode(stdin).decode(),
         "files": [[n, base64.b64encode(d).decode()] for n, d in files.items()],
     }
@@ -442,6 +452,9 @@ def _classify(*, status, report, stdout, stderr, over, killed_for, limits, langu
     elif exc["errno"] == errno_mod.EAGAIN and exception in ("BlockingIOError", "OSError"):
         reason = Reason.PROCESS_LIMIT
         error = f"{error} (the limit is {limits.max_processes} processes and threads)"
+    elif exc["errno"] in (errno_mod.ENOSPC, errno_mod.EFBIG, errno_mod.EDQUOT):
+        reason = Reason.DISK_LIMIT
+        error = f"{error} (the limit is {limits.disk_mb} MB of files)"
     elif exc["denied"] or exc["errno"] in _FORBIDDEN_ERRNOS or exception == "gaierror":
         reason = Reason.FORBIDDEN
     else:
@@ -491,8 +504,13 @@ def capabilities() -> Capabilities:
         own_uid = _rlimits_own_uid()
     else:
         own_uid = False
-    note = ("no namespaces: rlimits and an audit hook only; the program can read what this user reads"
-            + ("" if own_uid else ", and it may not start processes (their number cannot be limited)"))
+    if own_uid:
+        note = ("no namespaces: rlimits, a uid per sandbox and an audit hook; the program can read "
+                "what any user may read, and reach the network through ctypes")
+    else:
+        user = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+        note = (f"no namespaces: rlimits and an audit hook only; the program runs as {user} like the trainer, "
+                "can read and write what it can, reach the network through ctypes, and may not start processes")
     logger.warning("rewardjax sandbox: %s", note)
     return Capabilities(mode="rlimits", own_uid=own_uid, read_only_root=False, network_isolated=False, note=note)
 
@@ -532,6 +550,7 @@ def run_many(
     """
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise InvalidLimitError(f"max_workers = {max_workers!r}: expected an int >= 1")
+    programs = list(programs)
     per = [limits] * len(programs) if isinstance(limits, Limits) else list(limits)
     if len(per) != len(programs):
         raise InvalidLimitError(f"limits: got {len(per)} Limits for {len(programs)} programs")

@@ -8,10 +8,12 @@ the ones that also run in the `rlimits` fallback check what that mode promises.
 
 import errno
 import glob
+import json
 import os
 import resource
 import signal
 import sqlite3
+import subprocess
 import tempfile
 import time
 
@@ -35,7 +37,7 @@ def _own_uid(mode):
 
 def _strays():
     """Processes of this test's sandbox uids, or children of this process."""
-    lo = sandbox._UID_BASE + (os.getpid() % (1 << 20)) * sandbox._UID_SLOTS
+    uids = sandbox.uid_block(os.getpid())
     me = str(os.getpid())
     found = []
     for entry in os.listdir("/proc"):
@@ -47,7 +49,7 @@ def _strays():
         except OSError:
             continue
         uid = int(fields["Uid"].split()[0])
-        if lo <= uid < lo + sandbox._UID_SLOTS or fields["PPid"].strip() == me:
+        if uid in uids or fields["PPid"].strip() == me:
             found.append((entry, fields["Name"].strip()))
     return found
 
@@ -104,6 +106,7 @@ HOSTILE = {
     "memory_bomb_at_once": ("x = bytearray(1 << 33)\n", Reason.MEMORY),
     "network_socket": ("import socket\ns = socket.socket()\ns.connect(('127.0.0.1', 9))\n", Reason.FORBIDDEN),
     "network_by_name": ("import socket\nsocket.create_connection(('example.com', 80), timeout=5)\n", Reason.FORBIDDEN),
+    "disk_filler": ("open('big', 'wb').write(b'x' * (20 << 20))\n", Reason.DISK_LIMIT),
     "kill_parent": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n", Reason.FORBIDDEN),
     "killpg_parent": ("import os, signal\nos.killpg(os.getpgid(os.getppid()), signal.SIGKILL)\n", Reason.FORBIDDEN),
 }
@@ -135,6 +138,11 @@ def test_writing_outside_the_working_directory_is_forbidden(unharmed):
         for p in escapes:
             if os.path.exists(p):
                 os.remove(p)
+
+
+def test_many_empty_files_hit_the_disk_limit(unharmed):
+    r = run_py("for i in range(100_000):\n    open(f'f{i}', 'w').close()\n", "namespaces")
+    assert r.reason is Reason.DISK_LIMIT, r
 
 
 def test_home_directory_is_hidden(unharmed):
@@ -299,3 +307,48 @@ def test_capabilities_name_the_mode():
     assert caps.mode in ("namespaces", "rlimits") and caps.note
     if caps.mode == "namespaces":
         assert caps.own_uid and caps.network_isolated and caps.read_only_root
+
+
+_SYSTEM_PYTHON_SCRIPT = """
+import importlib.util, json, os, sys
+spec = importlib.util.spec_from_file_location("sandbox", sys.argv[1])
+sandbox = importlib.util.module_from_spec(spec)
+sys.modules["sandbox"] = sandbox  # dataclasses look their module up while the class is built
+spec.loader.exec_module(sandbox)
+out = {"resolved": sandbox._resolve("rlimits")}
+limits = sandbox.Limits(wall_s=20.0, cpu_s=5.0, memory_mb=128, max_processes=8)
+programs = {
+    "fork_bomb": "import os\\nwhile True:\\n    os.fork()\\n",
+    "escaped_child": "import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    time.sleep(1000)\\n",
+    "write_etc": "open('/etc/escape_sandbox_test.txt', 'w')\\n",
+    "read_root": "import os\\nprint(os.listdir('/root'))\\n",
+}
+for name, source in programs.items():
+    r = sandbox.run(sandbox.PythonProgram(source=source), limits, isolation="rlimits")
+    out[name] = r.reason.value
+uids = sandbox.uid_block(os.getpid())
+strays = 0
+for p in os.listdir("/proc"):
+    try:
+        strays += p.isdigit() and os.stat(f"/proc/{p}").st_uid in uids
+    except FileNotFoundError:
+        pass
+out["strays"] = strays
+print(json.dumps(out))
+"""
+
+
+def test_rlimits_mode_as_root_with_its_own_uid(unharmed):
+    # The trainer's interpreter lives under /root here, out of the sandbox uid's reach,
+    # so the fallback drops no uid; a system interpreter shows the fallback that does.
+    system_python = "/usr/bin/python3"
+    if os.geteuid() != 0 or not os.path.exists(system_python):
+        pytest.skip("needs root and a system python3 readable by any uid")
+    path = os.path.abspath(sandbox.__file__)
+    proc = subprocess.run([system_python, "-I", "-c", _SYSTEM_PYTHON_SCRIPT, path], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out == {"resolved": ["rlimits", True], "fork_bomb": "process_limit", "escaped_child": "ok",
+                   "write_etc": "forbidden", "read_root": "forbidden", "strays": 0}
+    assert not os.path.exists("/etc/escape_sandbox_test.txt")
