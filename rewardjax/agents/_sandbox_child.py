@@ -436,7 +436,13 @@ def run(cfg):
             "errno": e.errno if isinstance(e, OSError) else None,
             "denied": isinstance(e, SandboxDenied), "message": str(e)[:1000],
         })
-        sys.exit(1)
+        # Not sys.exit: the program has failed, so its other threads need no waiting for.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        os._exit(1)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ class Reason(str, enum.Enum):
     TIMEOUT = "timeout"  # wall time
     CPU_TIME = "cpu_time"
     MEMORY = "memory"  # an uncaught MemoryError (the address-space limit)
-    PROCESS_LIMIT = "process_limit"  # an uncaught EAGAIN from fork/thread creation
+    PROCESS_LIMIT = "process_limit"  # an uncaught failure to fork or start a thread
     OUTPUT_LIMIT = "output_limit"
     DISK_LIMIT = "disk_limit"  # an uncaught ENOSPC/EFBIG: the files passed `disk_mb`
     FORBIDDEN = "forbidden"  # an uncaught error from something the sandbox refuses
@@ -449,7 +449,9 @@ def _classify(*, status, report, stdout, stderr, over, killed_for, limits, langu
     elif exception == "MemoryError":
         reason = Reason.MEMORY
         error = f"builtins.MemoryError: over the {limits.memory_mb} MB address-space limit"
-    elif exc["errno"] == errno_mod.EAGAIN and exception in ("BlockingIOError", "OSError"):
+    elif (exc["errno"] == errno_mod.EAGAIN and exception in ("BlockingIOError", "OSError")) or (
+        exception == "RuntimeError" and exc["message"] == "can't start new thread"
+    ):
         reason = Reason.PROCESS_LIMIT
         error = f"{error} (the limit is {limits.max_processes} processes and threads)"
     elif exc["errno"] in (errno_mod.ENOSPC, errno_mod.EFBIG, errno_mod.EDQUOT):

@@ -104,6 +104,8 @@ def test_fork_bomb_is_contained(mode, unharmed):
 HOSTILE = {
     "memory_bomb": ("chunks = []\nwhile True:\n    chunks.append(bytearray(1 << 20))\n", Reason.MEMORY),
     "memory_bomb_at_once": ("x = bytearray(1 << 33)\n", Reason.MEMORY),
+    "thread_bomb": ("import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(60,)).start()\n",
+                    Reason.PROCESS_LIMIT),
     "network_socket": ("import socket\ns = socket.socket()\ns.connect(('127.0.0.1', 9))\n", Reason.FORBIDDEN),
     "network_by_name": ("import socket\nsocket.create_connection(('example.com', 80), timeout=5)\n", Reason.FORBIDDEN),
     "disk_filler": ("open('big', 'wb').write(b'x' * (20 << 20))\n", Reason.DISK_LIMIT),
