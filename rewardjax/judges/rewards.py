@@ -1,0 +1,105 @@
+"""Judges and rewards, both ways round.
+
+Training a judge with GRPO (`judge_training_reward`): the judge's completion is a
+judgment; its reward is 1 when the strictly parsed verdict equals the label, plus a
+format reward of 1 when the verdict parses at all:
+
+    r = 1[parse(y) = label] + w_format · 1[parse(y) succeeds]
+
+RM-R1 ("RM-R1: Reward Modeling as Reasoning", arXiv:2505.02387) and Think-RM
+("Think-RM: Enabling Long-Horizon Reasoning in Generative Reward Models") train generative judges this way; the label travels with the judge
+prompt as the record field `label`.
+
+A judge as the RL loop's reward: `pointwise_judge_reward` wraps a `PointwiseJudge` (one
+batched forward pass per chunk of completions); `PairwiseJudgeReward` turns a pairwise
+judge into per-sample rewards, by comparison with a reference response or by win rate
+within each group of G samples of one prompt (the Pairwise-RL paper: a generative
+pairwise reward model trained and used with pairwise PPO).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from rewardjax.judges import formats
+from rewardjax.judges.scoring import PairwiseJudge, PointwiseJudge
+from rewardjax.rewards import CombinedReward, RewardModelReward, RewardSpec
+from rewardjax.rewards._batch import check_batch
+
+
+class VerdictMatch:
+    """1.0 when the completion's strictly parsed verdict equals the record's `label`."""
+
+    def __init__(self, choices: Sequence[str]):
+        self.choices = tuple(choices)
+
+    def __call__(self, prompts, completions, *, label, **_) -> list[float]:
+        check_batch(prompts, completions, {"label": label}, source="VerdictMatch")
+        return [float(formats.parse_verdict(c, choices=self.choices).choice == str(l))
+                for c, l in zip(completions, label)]
+
+
+class VerdictFormat:
+    """1.0 when the completion's verdict parses strictly (`formats.parse_verdict`)."""
+
+    def __init__(self, choices: Sequence[str]):
+        self.choices = tuple(choices)
+
+    def __call__(self, prompts, completions, **_) -> list[float]:
+        return [float(formats.parse_verdict(c, choices=self.choices).ok) for c in completions]
+
+
+def judge_training_reward(choices: Sequence[str], *, format_weight: float = 0.5) -> CombinedReward:
+    """The GRPO reward of a judge: "verdict" (match with `label`) + `format_weight` ·
+    "format" (see the module docstring). Log `accuracy` from "verdict"
+    (`RLConfig(accuracy_reward="verdict")`)."""
+    specs = [RewardSpec(name="verdict", fn=VerdictMatch(choices), isolation="inline",
+                        timeout_s=None, per_sample=False)]
+    if format_weight:
+        specs.append(RewardSpec(name="format", fn=VerdictFormat(choices), weight=format_weight,
+                                isolation="inline", timeout_s=None, per_sample=False))
+    return CombinedReward(specs)
+
+
+def pointwise_judge_reward(judge: PointwiseJudge) -> RewardModelReward:
+    """r(x, y) = p(Yes | x, y) from `judge`, in chunks of its batch size."""
+    return RewardModelReward(judge, batch_size=judge.batch_size)
+
+
+class PairwiseJudgeReward:
+    """Per-sample rewards from a pairwise judge (both orders averaged, `PairwiseJudge`).
+
+    mode "reference": r_i = P(y_i ≻ y_ref), y_ref the record field `reference`.
+    mode "group": r_i = mean_{j ≠ i} P(y_i ≻ y_j) over the G samples of one prompt
+      (rows b·G .. b·G + G − 1, the RL loop's order); every unordered pair is judged
+      once in each order.
+    """
+
+    def __init__(self, judge: PairwiseJudge, *, mode: str = "group", group_size: int | None = None):
+        if mode not in ("reference", "group"):
+            raise ValueError(f"PairwiseJudgeReward mode must be 'reference' or 'group', got {mode!r}")
+        if mode == "group" and (group_size is None or group_size < 2):
+            raise ValueError(f"mode 'group' needs group_size >= 2, got {group_size}")
+        self.judge, self.mode, self.group_size = judge, mode, group_size
+
+    def __call__(self, prompts, completions, **fields) -> np.ndarray:
+        required = ("reference",) if self.mode == "reference" else ()
+        n = check_batch(prompts, completions, fields, required=required,
+                        source="PairwiseJudgeReward")
+        if self.mode == "reference":
+            return self.judge(list(prompts), list(completions),
+                              list(fields["reference"])).first_better.astype(np.float32)
+        G = self.group_size
+        if n % G:
+            raise ValueError(f"PairwiseJudgeReward: {n} completions are not groups of {G}")
+        iu, ju = np.triu_indices(G, k=1)
+        rows_i = (np.arange(n // G)[:, None] * G + iu[None]).reshape(-1)
+        rows_j = (np.arange(n // G)[:, None] * G + ju[None]).reshape(-1)
+        p = self.judge([prompts[i] for i in rows_i], [completions[i] for i in rows_i],
+                       [completions[j] for j in rows_j]).first_better
+        wins = np.zeros((n,), np.float64)
+        np.add.at(wins, rows_i, p)
+        np.add.at(wins, rows_j, 1.0 - p)
+        return (wins / (G - 1)).astype(np.float32)

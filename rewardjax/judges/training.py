@@ -1,0 +1,46 @@
+"""Training a generative judge: SFT on rationale traces, then GRPO on verdict match.
+
+RM-R1 ("RM-R1: Reward Modeling as Reasoning", arXiv:2505.02387) distils reasoning
+traces into the judge, then runs RL with a reward for a verdict that matches the
+preference label. Both stages are the project's own: SFT is `recipes.sft_warm_start`
+on `Trace.sft_example()`s, GRPO is `train.rl.RLTrainer` whose prompts are judge
+prompts and whose reward is `rewards.judge_training_reward` (the label rides along as
+a record field). Both run on the backbone's mesh.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from rewardjax.judges.rewards import judge_training_reward
+from rewardjax.judges.traces import Trace
+from rewardjax.recipes.backbone import Backbone
+from rewardjax.rewards import CombinedReward
+from rewardjax.train.rl import RLConfig, RLTrainer
+from rewardjax.train.state import OptimizerConfig
+
+
+def judge_grpo_trainer(backbone: Backbone, traces: Sequence[Trace], *, rl: RLConfig,
+                       optimizer: OptimizerConfig, choices: Sequence[str],
+                       format_weight: float = 0.5) -> tuple[RLTrainer, CombinedReward]:
+    """An `RLTrainer` that trains `backbone`'s LM as a judge on `traces` (their prompts
+    and labels; the teacher's rationales are not used), and its reward (close it when
+    done). Step s, round r reads traces [(s·rounds + r)·B, ... + B) cyclically, so a
+    resumed run sees the same prompts."""
+    if not traces:
+        raise ValueError("judge_grpo_trainer needs at least one trace")
+    if rl.accuracy_reward != "verdict":
+        raise ValueError(f"RLConfig.accuracy_reward must be 'verdict' for a judge (the "
+                         f"verdict-match reward), got {rl.accuracy_reward!r}")
+    records = [{"prompt": t.prompt, "label": t.label} for t in traces]
+    reward = judge_training_reward(choices, format_weight=format_weight)
+
+    def prompts_fn(step: int, rnd: int):
+        first = (step * rl.max_sampling_rounds + rnd) * rl.prompts_per_step
+        return [records[(first + i) % len(records)] for i in range(rl.prompts_per_step)]
+
+    trainer = RLTrainer(model_config=backbone.config, rl=rl, optimizer=optimizer,
+                        tokenizer=backbone.tokenizer, prompts_fn=prompts_fn, reward_fn=reward,
+                        placement=backbone.placement, lora=backbone.spec.lora,
+                        **backbone.spec.apply_kwargs)
+    return trainer, reward
