@@ -31,6 +31,7 @@ _CLONE_NEWUTS = 0x04000000
 _CLONE_NEWIPC = 0x08000000
 _CLONE_NEWPID = 0x20000000
 _CLONE_NEWNET = 0x40000000
+_CLONE_NEWUSER = 0x10000000
 _MS_RDONLY = 1
 _MS_NOSUID = 2
 _MS_NODEV = 4
@@ -40,6 +41,7 @@ _MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
 _SYS_MOUNT_SETATTR = 442  # x86_64 and aarch64 share this number
@@ -48,6 +50,9 @@ _AT_RECURSIVE = 0x8000
 _MOUNT_ATTR_RDONLY = 0x1
 _MOUNT_ATTR_NOSUID = 0x2
 WORKDIR_IN_NS = "/tmp/work"
+# In a user namespace the runner is this uid inside a namespace of its own, mapped to
+# the trainer's uid one level up; it holds no capabilities over the mounts above it.
+_NESTED_UID = 1000
 
 _libc = None
 
@@ -95,6 +100,14 @@ def _read_only_recursive(path):
     _check(ret, f"mount_setattr({path}, read-only)")
 
 
+def _map_self(inner, outer):
+    """Maps uid/gid `inner` here to `outer` in the parent user namespace (just unshared)."""
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{inner} {outer[0]} 1"),
+                       ("gid_map", f"{inner} {outer[1]} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+
+
 def _write_line(fd, obj):
     try:
         os.write(fd, (json.dumps(obj) + "\n").encode())
@@ -123,6 +136,8 @@ def _mount_namespace(p):
     try:
         _read_only_recursive("/")
     except OSError:
+        if p["userns"]:
+            raise  # the runner is the trainer's uid on the host: read-only is the only guard
         read_only = False  # the per-sandbox uid still cannot write to root's files
     for path in p["hidden"]:
         if not os.path.isdir(path) or os.path.islink(path):
@@ -172,6 +187,12 @@ def _exec_runner(p, workdir, stdin_fd, report_fd, status_fd):
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
+        elif p["userns"]:
+            _prctl(_PR_SET_DUMPABLE, 1)  # inherited 0 would make /proc/self unwritable
+            _check(_c().unshare(ctypes.c_int(_CLONE_NEWUSER)), "unshare(user)")
+            _map_self(_NESTED_UID, (0, 0))
+            os.setgid(_NESTED_UID)
+            os.setuid(_NESTED_UID)  # leaving uid 0 drops every capability
         # After setuid: changing credentials clears the parent-death signal.
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         _prctl(_PR_SET_NO_NEW_PRIVS, 1)
@@ -283,7 +304,14 @@ def supervise():
         p["python"] = sys.executable
         if p["mode"] == "namespaces":
             flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
+            outer = (os.getuid(), os.getgid())
+            if p["userns"]:
+                flags |= _CLONE_NEWUSER
             _check(_c().unshare(ctypes.c_int(flags)), "unshare")
+            if p["userns"]:
+                _map_self(0, outer)
+            # Not dumpable: nothing of the sandbox's uid may ptrace or read us via /proc.
+            _prctl(_PR_SET_DUMPABLE, 0)
             init = os.fork()
             if init == 0:
                 _namespace_init(p, stdin_fd, report_fd, status_fd)
@@ -326,6 +354,7 @@ def _namespace_init(p, stdin_fd, report_fd, status_fd):
     """Pid 1 of the new pid namespace; its exit kills every process left inside."""
     try:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        _prctl(_PR_SET_DUMPABLE, 0)
         os.setsid()
         read_only = _mount_namespace(p)
         _write_files(WORKDIR_IN_NS, p["files"], p["uid"])

@@ -10,16 +10,21 @@ kept up to `Limits.output_bytes` each (the child is killed past that).
 
 Isolation, detected once per process by running a probe program (`capabilities()`):
 
-* ``namespaces`` (Linux, running as root): the program runs in new mount, pid,
-  network, IPC and UTS namespaces, as a uid of its own from a high range (so
-  `RLIMIT_NPROC`, which root ignores, counts only this sandbox's processes), with
-  `no_new_privs` and every mount read-only and nosuid. `$HOME`, /root, /home, /run
+* ``namespaces`` (Linux): the program runs in new mount, pid, network, IPC and UTS
+  namespaces. As root, it runs as a uid of its own from a high range (so
+  `RLIMIT_NPROC`, which root ignores, counts only this sandbox's processes); as
+  another user, the namespaces sit in an unprivileged user namespace and the program
+  runs as uid 1000 of a nested one, without capabilities (it is the trainer's uid
+  on the host, and keeps the trainer's supplementary groups: a kernel rule), and
+  `RLIMIT_NPROC` counts per user namespace. Both with `no_new_privs` and every mount
+  read-only and nosuid (required without root). `$HOME`, /root, /home, /run
   and /var/tmp are covered by empty tmpfs (the interpreter's own directories are
   bound back read-only when they live there); /tmp (and /dev/shm) are private tmpfs
   of `disk_mb` each; /tmp/work is the working directory and `$HOME`, and all of it
   vanishes with the namespace. The network namespace has only a loopback that is
   down. The trainer is invisible from the pid namespace, the program's parent is
-  the namespace's root-owned init, and init's exit kills every process left inside.
+  the namespace's init (signals from inside cannot kill it; it is not dumpable), and
+  init's exit kills every process left inside.
 * ``rlimits`` (anything else): the same rlimits, a private directory under the
   system temp dir that is deleted afterwards, and a Python audit hook that refuses
   network calls, signals outside the program's session and, when the process count
@@ -56,7 +61,7 @@ import tempfile
 import threading
 import time
 from types import MappingProxyType
-from typing import Literal, Mapping, Sequence
+from typing import Literal, Mapping, NamedTuple, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -236,10 +241,17 @@ class Capabilities:
     """What isolation this machine gives (see the module docstring for each mode)."""
 
     mode: Literal["namespaces", "rlimits"]
-    own_uid: bool  # runs as a per-sandbox uid, so the process count is enforced
+    user_namespace: bool  # namespaces made without root, inside a user namespace
+    process_limit: bool  # the process count is enforced (a uid or user namespace per sandbox)
     read_only_root: bool
     network_isolated: bool  # by the kernel (the audit hook applies in every mode)
     note: str
+
+
+class _Plan(NamedTuple):
+    mode: str  # "namespaces" or "rlimits"
+    own_uid: bool  # as root: run as a uid from `uid_block`
+    userns: bool  # not root: namespaces inside a user namespace
 
 
 class _UidPool:
@@ -287,22 +299,22 @@ def _rebind_paths(hidden: tuple[str, ...]) -> list[str]:
     return sorted(p for p in inside if not any(q != p and p.startswith(q + "/") for q in inside))
 
 
-def _execute(program: Program, limits: Limits, mode: str, own_uid: bool) -> Result:
+def _execute(program: Program, limits: Limits, plan: _Plan) -> Result:
     if not isinstance(program, (PythonProgram, SQLProgram)):
         raise InvalidProgramError(f"program: expected a PythonProgram or SQLProgram, got {type(program).__name__}")
     language, files, stdin, args = program._payload()
-    uid = _uids.acquire() if own_uid else None
+    uid = _uids.acquire() if plan.own_uid else None
     workdir = None
-    if mode == "rlimits":
+    if plan.mode == "rlimits":
         workdir = tempfile.mkdtemp(prefix=_TEMP_PREFIX)
         if uid is not None:
             os.chown(workdir, uid, uid)
     hidden = _hidden_paths()
     payload = {
-        "mode": mode, "uid": uid, "workdir": workdir, "parent_pid": os.getpid(), "language": language,
-        "args": list(args), "cpu_s": limits.cpu_s, "memory_bytes": limits.memory_mb << 20,
+        "mode": plan.mode, "userns": plan.userns, "uid": uid, "workdir": workdir, "parent_pid": os.getpid(),
+        "language": language, "args": list(args), "cpu_s": limits.cpu_s, "memory_bytes": limits.memory_mb << 20,
         "disk_bytes": limits.disk_mb << 20, "max_processes": limits.max_processes,
-        "enforce_nproc": uid is not None, "hidden": list(hidden), "rebind": _rebind_paths(hidden),
+        "enforce_nproc": uid is not None or plan.userns, "hidden": list(hidden), "rebind": _rebind_paths(hidden),
         "stdin": base64.b64encode(stdin).decode(),
         "files": [[n, base64.b64encode(d).decode()] for n, d in files.items()],
     }
@@ -434,9 +446,12 @@ def _classify(*, status, report, stdout, stderr, over, killed_for, limits, langu
         reason, error = Reason.TIMEOUT, f"still running after the {limits.wall_s} s wall-time limit"
     elif setup_error is not None or not final:
         reason = Reason.SANDBOX_ERROR
-        error = setup_error or (
-            f"the sandbox did not start within {_SETUP_TIMEOUT_S} s" if killed_for else "the sandbox ended without a status"
-        )
+        if setup_error is not None:
+            error = setup_error
+        elif killed_for:
+            error = f"the sandbox did not start within {_SETUP_TIMEOUT_S} s"
+        else:
+            error = "the sandbox ended without a status"
     elif sig is not None:
         if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_s is not None and cpu_s >= limits.cpu_s):
             reason, error = Reason.CPU_TIME, f"used the {limits.cpu_s} s CPU-time limit"
@@ -477,56 +492,66 @@ _PROBE = PythonProgram(source="import os\nprint(bool(os.statvfs('/').f_flag & os
 _PROBE_LIMITS = Limits(wall_s=30.0, cpu_s=10.0, memory_mb=256, max_processes=8, disk_mb=1)
 
 
-@functools.lru_cache(maxsize=1)
-def _rlimits_own_uid() -> bool:
-    # As root the uid drop also works without namespaces, unless the interpreter
-    # lives where that uid cannot read it (e.g. under /root).
-    return os.geteuid() == 0 and _probe("rlimits", True) is not None
-
-
-def _probe(mode: str, own_uid: bool) -> Result | None:
+def _probe(plan: _Plan) -> Result | None:
     try:
-        r = _execute(_PROBE, _PROBE_LIMITS, mode, own_uid)
+        r = _execute(_PROBE, _PROBE_LIMITS, plan)
     except OSError:
         return None
     return r if r.ok else None
 
 
 @functools.lru_cache(maxsize=1)
-def capabilities() -> Capabilities:
-    """Probes (once per process) for the strongest isolation that really works here."""
+def _rlimits_plan() -> _Plan:
+    # As root the uid drop also works without namespaces, unless the interpreter
+    # lives where that uid cannot read it (e.g. under /root).
+    own = os.geteuid() == 0 and _probe(_Plan("rlimits", own_uid=True, userns=False)) is not None
+    return _Plan("rlimits", own_uid=own, userns=False)
+
+
+@functools.lru_cache(maxsize=1)
+def _best_plan() -> tuple[_Plan, Capabilities]:
     if sys.platform != "linux":
         raise RuntimeError(f"the sandbox needs Linux (memfd, prctl, namespaces); this is {sys.platform}")
-    if os.geteuid() == 0:
-        r = _probe("namespaces", True)
-        if r is not None:
-            return Capabilities(mode="namespaces", own_uid=True, read_only_root=r.stdout.strip() == "True",
-                                network_isolated=True,
-                                note="mount, pid, network, IPC and UTS namespaces; a uid per sandbox")
-        own_uid = _rlimits_own_uid()
-    else:
-        own_uid = False
-    if own_uid:
+    root = os.geteuid() == 0
+    plan = _Plan("namespaces", own_uid=root, userns=not root)
+    r = _probe(plan)
+    if r is not None:
+        who = "a uid per sandbox" if root else "an unprivileged user namespace per sandbox"
+        caps = Capabilities(mode="namespaces", user_namespace=not root, process_limit=True,
+                            read_only_root=r.stdout.strip() == "True", network_isolated=True,
+                            note=f"mount, pid, network, IPC and UTS namespaces; {who}")
+        return plan, caps
+    plan = _rlimits_plan()
+    if plan.own_uid:
         note = ("no namespaces: rlimits, a uid per sandbox and an audit hook; the program can read "
                 "what any user may read, and reach the network through ctypes")
     else:
-        user = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+        user = "root" if root else f"uid {os.geteuid()}"
         note = (f"no namespaces: rlimits and an audit hook only; the program runs as {user} like the trainer, "
                 "can read and write what it can, reach the network through ctypes, and may not start processes")
     logger.warning("rewardjax sandbox: %s", note)
-    return Capabilities(mode="rlimits", own_uid=own_uid, read_only_root=False, network_isolated=False, note=note)
+    caps = Capabilities(mode="rlimits", user_namespace=False, process_limit=plan.own_uid, read_only_root=False,
+                        network_isolated=False, note=note)
+    return plan, caps
 
 
-def _resolve(isolation: Isolation) -> tuple[str, bool]:
-    caps = capabilities()
+def capabilities() -> Capabilities:
+    """Probes (once per process, by running a program) for the strongest isolation
+    that really works here: namespaces as root, else an unprivileged user namespace,
+    else rlimits."""
+    return _best_plan()[1]
+
+
+def _resolve(isolation: Isolation) -> _Plan:
+    plan, caps = _best_plan()
     if isolation == "auto":
-        return caps.mode, caps.own_uid
+        return plan
     if isolation == "namespaces":
         if caps.mode != "namespaces":
             raise RuntimeError(f"isolation='namespaces' is not available here: {caps.note}")
-        return "namespaces", True
+        return plan
     if isolation == "rlimits":
-        return "rlimits", _rlimits_own_uid()
+        return _rlimits_plan()
     raise ValueError(f"isolation = {isolation!r}: expected 'auto', 'namespaces' or 'rlimits'")
 
 
@@ -535,8 +560,7 @@ def run(program: Program, limits: Limits = Limits(), *, isolation: Isolation = "
     anything the program does (bad `program`/`limits` arguments raise)."""
     if not isinstance(limits, Limits):
         raise InvalidLimitError(f"limits: expected a Limits, got {type(limits).__name__}")
-    mode, own_uid = _resolve(isolation)
-    return _execute(program, limits, mode, own_uid)
+    return _execute(program, limits, _resolve(isolation))
 
 
 def run_many(
@@ -559,9 +583,9 @@ def run_many(
     for i, lim in enumerate(per):
         if not isinstance(lim, Limits):
             raise InvalidLimitError(f"limits[{i}]: expected a Limits, got {type(lim).__name__}")
-    mode, own_uid = _resolve(isolation)
+    plan = _resolve(isolation)
     if not programs:
         return []
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(max_workers, len(programs)),
                                                thread_name_prefix="rewardjax-sandbox") as pool:
-        return list(pool.map(lambda pl: _execute(pl[0], pl[1], mode, own_uid), zip(programs, per)))
+        return list(pool.map(lambda pl: _execute(pl[0], pl[1], plan), zip(programs, per)))

@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import resource
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -31,8 +32,9 @@ def _needs(mode):
         pytest.skip(f"no namespace isolation here: {sandbox.capabilities().note}")
 
 
-def _own_uid(mode):
-    return sandbox._resolve(mode)[1]
+def _limits_processes(mode):
+    plan = sandbox._resolve(mode)
+    return plan.own_uid or plan.userns
 
 
 def _strays():
@@ -94,7 +96,7 @@ def test_sleeping_forever_ends_on_wall_time(mode, unharmed):
 @pytest.mark.parametrize("mode", MODES)
 def test_fork_bomb_is_contained(mode, unharmed):
     r = run_py("import os\nwhile True:\n    os.fork()\n", mode)
-    if _own_uid(mode):
+    if _limits_processes(mode):
         assert r.reason is Reason.PROCESS_LIMIT, r
         assert r.exception == "BlockingIOError"
     else:  # the process count cannot be limited, so starting processes is refused
@@ -104,7 +106,7 @@ def test_fork_bomb_is_contained(mode, unharmed):
 HOSTILE = {
     "memory_bomb": ("chunks = []\nwhile True:\n    chunks.append(bytearray(1 << 20))\n", Reason.MEMORY),
     "memory_bomb_at_once": ("x = bytearray(1 << 33)\n", Reason.MEMORY),
-    "thread_bomb": ("import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(60,)).start()\n",
+    "thread_bomb": ("import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=[60]).start()\n",
                     Reason.PROCESS_LIMIT),
     "network_socket": ("import socket\ns = socket.socket()\ns.connect(('127.0.0.1', 9))\n", Reason.FORBIDDEN),
     "network_by_name": ("import socket\nsocket.create_connection(('example.com', 80), timeout=5)\n", Reason.FORBIDDEN),
@@ -308,7 +310,8 @@ def test_capabilities_name_the_mode():
     caps = sandbox.capabilities()
     assert caps.mode in ("namespaces", "rlimits") and caps.note
     if caps.mode == "namespaces":
-        assert caps.own_uid and caps.network_isolated and caps.read_only_root
+        assert caps.process_limit and caps.network_isolated and caps.read_only_root
+        assert caps.user_namespace == (os.geteuid() != 0)
 
 
 _SYSTEM_PYTHON_SCRIPT = """
@@ -317,40 +320,54 @@ spec = importlib.util.spec_from_file_location("sandbox", sys.argv[1])
 sandbox = importlib.util.module_from_spec(spec)
 sys.modules["sandbox"] = sandbox  # dataclasses look their module up while the class is built
 spec.loader.exec_module(sandbox)
-out = {"resolved": sandbox._resolve("rlimits")}
+isolation = sys.argv[2]
+out = {"plan": sandbox._resolve(isolation)._asdict()}
 limits = sandbox.Limits(wall_s=20.0, cpu_s=5.0, memory_mb=128, max_processes=8)
 programs = {
     "fork_bomb": "import os\\nwhile True:\\n    os.fork()\\n",
     "escaped_child": "import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    time.sleep(1000)\\n",
     "write_etc": "open('/etc/escape_sandbox_test.txt', 'w')\\n",
-    "read_root": "import os\\nprint(os.listdir('/root'))\\n",
+    "list_home": "import os\\nos.listdir('/home')\\n",
+    "kill_caller": "import ctypes\\nlibc = ctypes.CDLL(None, use_errno=True)\\n"
+                   "print(libc.kill(%d, 9), ctypes.get_errno())\\n" % os.getpid(),
 }
 for name, source in programs.items():
-    r = sandbox.run(sandbox.PythonProgram(source=source), limits, isolation="rlimits")
-    out[name] = r.reason.value
-uids = sandbox.uid_block(os.getpid())
-strays = 0
+    r = sandbox.run(sandbox.PythonProgram(source=source), limits, isolation=isolation)
+    out[name] = [r.reason.value, r.stdout.strip()]
+me, my_uid, strays = os.getpid(), os.getuid(), 0
 for p in os.listdir("/proc"):
     try:
-        strays += p.isdigit() and os.stat(f"/proc/{p}").st_uid in uids
+        uid = os.stat(f"/proc/{p}").st_uid
     except FileNotFoundError:
-        pass
+        continue
+    strays += p.isdigit() and int(p) != me and (uid in sandbox.uid_block(me) or (my_uid != 0 and uid == my_uid))
 out["strays"] = strays
 print(json.dumps(out))
 """
+_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+_VARIANTS = {
+    # The trainer's interpreter lives under /root here, out of a sandbox uid's reach, so
+    # the root fallback drops no uid; a system interpreter shows the one that does.
+    "root_rlimits_own_uid": ([], "rlimits", {"mode": "rlimits", "own_uid": True, "userns": False},
+                             "ok", f"-1 {errno.EPERM}"),
+    # Not root: namespaces inside an unprivileged user namespace.
+    "nobody_user_namespace": (_NOBODY, "namespaces", {"mode": "namespaces", "own_uid": False, "userns": True},
+                              "forbidden", f"-1 {errno.ESRCH}"),
+}
 
 
-def test_rlimits_mode_as_root_with_its_own_uid(unharmed):
-    # The trainer's interpreter lives under /root here, out of the sandbox uid's reach,
-    # so the fallback drops no uid; a system interpreter shows the fallback that does.
+@pytest.mark.parametrize("variant", sorted(_VARIANTS))
+def test_other_isolation_plans_under_a_system_python(variant, unharmed):
+    prefix, isolation, plan, list_home, kill_caller = _VARIANTS[variant]
     system_python = "/usr/bin/python3"
-    if os.geteuid() != 0 or not os.path.exists(system_python):
-        pytest.skip("needs root and a system python3 readable by any uid")
+    if os.geteuid() != 0 or not os.path.exists(system_python) or (prefix and not shutil.which(prefix[0])):
+        pytest.skip("needs root, setpriv and a system python3 readable by any uid")
     path = os.path.abspath(sandbox.__file__)
-    proc = subprocess.run([system_python, "-I", "-c", _SYSTEM_PYTHON_SCRIPT, path], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([*prefix, system_python, "-I", "-c", _SYSTEM_PYTHON_SCRIPT, path, isolation],
+                          capture_output=True, text=True, timeout=120, cwd="/")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out == {"resolved": ["rlimits", True], "fork_bomb": "process_limit", "escaped_child": "ok",
-                   "write_etc": "forbidden", "read_root": "forbidden", "strays": 0}
+    assert out == {"plan": plan, "fork_bomb": ["process_limit", ""], "escaped_child": ["ok", ""],
+                   "write_etc": ["forbidden", ""], "list_home": [list_home, ""], "kill_caller": ["ok", kill_caller],
+                   "strays": 0}
     assert not os.path.exists("/etc/escape_sandbox_test.txt")
