@@ -139,9 +139,11 @@ def _mount_namespace(p):
         if p["userns"]:
             raise  # the runner is the trainer's uid on the host: read-only is the only guard
         read_only = False  # the per-sandbox uid still cannot write to root's files
-    for path in p["hidden"]:
-        if not os.path.isdir(path) or os.path.islink(path):
+    covered = []
+    for path in p["hidden"]:  # sorted, so a directory comes before what is inside it
+        if any(path.startswith(c + "/") for c in covered) or not os.path.isdir(path) or os.path.islink(path):
             continue
+        covered.append(path.rstrip("/"))
         inner = [k for k in keep if k[0].startswith(path.rstrip("/") + "/")]
         # 0711 lets the runner reach rebound directories without listing the rest.
         mode = "0711" if inner else "0000"
@@ -201,6 +203,7 @@ def _exec_runner(p, workdir, stdin_fd, report_fd, status_fd):
         _limit(resource.RLIMIT_AS, p["memory_bytes"])
         _limit(resource.RLIMIT_FSIZE, p["disk_bytes"])
         _limit(resource.RLIMIT_CORE, 0)
+        _limit(resource.RLIMIT_NOFILE, p["max_open_files"])
         if p["enforce_nproc"]:
             _limit(resource.RLIMIT_NPROC, p["max_processes"])
         runner_cfg = {"language": p["language"], "args": p["args"], "block_processes": not p["enforce_nproc"]}

@@ -37,8 +37,10 @@ Isolation, detected once per process by running a probe program (`capabilities()
 Limits (all per execution): wall time (from the moment the program starts, after the
 interpreter is up), CPU time (`RLIMIT_CPU`, whole seconds, includes interpreter
 start-up), memory (`RLIMIT_AS`: address space, not resident memory), processes and
-threads (`RLIMIT_NPROC`), bytes written to files (`RLIMIT_FSIZE`, and the tmpfs
-size and inode count) and bytes of stdout/stderr.
+threads (`RLIMIT_NPROC`), open files (`RLIMIT_NOFILE`), bytes written to files
+(`RLIMIT_FSIZE`, and the tmpfs size and inode count) and bytes of stdout/stderr.
+Memory held by concurrent sandboxes adds up: `max_workers` x (`memory_mb` + 2 x
+`disk_mb`, for /tmp and /dev/shm) at most.
 """
 
 from __future__ import annotations
@@ -126,10 +128,12 @@ class Limits:
     max_processes: int = 16
     output_bytes: int = 1 << 20  # each of stdout and stderr
     disk_mb: int = 64
+    max_open_files: int = 256
 
     def __post_init__(self):
         for name, kind in (("wall_s", float), ("cpu_s", float), ("memory_mb", int),
-                           ("max_processes", int), ("output_bytes", int), ("disk_mb", int)):
+                           ("max_processes", int), ("output_bytes", int), ("disk_mb", int),
+                           ("max_open_files", int)):
             _positive(name, getattr(self, name), kind)
         if self.memory_mb < 32:
             raise InvalidLimitError(
@@ -314,6 +318,7 @@ def _execute(program: Program, limits: Limits, plan: _Plan) -> Result:
         "mode": plan.mode, "userns": plan.userns, "uid": uid, "workdir": workdir, "parent_pid": os.getpid(),
         "language": language, "args": list(args), "cpu_s": limits.cpu_s, "memory_bytes": limits.memory_mb << 20,
         "disk_bytes": limits.disk_mb << 20, "max_processes": limits.max_processes,
+        "max_open_files": limits.max_open_files,
         "enforce_nproc": uid is not None or plan.userns, "hidden": list(hidden), "rebind": _rebind_paths(hidden),
         "stdin": base64.b64encode(stdin).decode(),
         "files": [[n, base64.b64encode(d).decode()] for n, d in files.items()],

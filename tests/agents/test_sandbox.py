@@ -90,7 +90,7 @@ def test_sleeping_forever_ends_on_wall_time(mode, unharmed):
     start = time.monotonic()
     r = run_py("import time\ntime.sleep(1000)\n", mode, Limits(wall_s=0.5, memory_mb=128))
     assert r.reason is Reason.TIMEOUT, r
-    assert 0.5 <= r.wall_s < 3.0 and time.monotonic() - start < 20
+    assert 0.5 <= r.wall_s < 10.0 and time.monotonic() - start < 30
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -110,6 +110,7 @@ HOSTILE = {
                     Reason.PROCESS_LIMIT),
     "network_socket": ("import socket\ns = socket.socket()\ns.connect(('127.0.0.1', 9))\n", Reason.FORBIDDEN),
     "network_by_name": ("import socket\nsocket.create_connection(('example.com', 80), timeout=5)\n", Reason.FORBIDDEN),
+    "fd_hoarder": ("import os\nfds = [os.open('/dev/null', os.O_RDONLY) for _ in range(1000)]\n", Reason.NONZERO_EXIT),
     "disk_filler": ("open('big', 'wb').write(b'x' * (20 << 20))\n", Reason.DISK_LIMIT),
     "kill_parent": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n", Reason.FORBIDDEN),
     "killpg_parent": ("import os, signal\nos.killpg(os.getpgid(os.getppid()), signal.SIGKILL)\n", Reason.FORBIDDEN),
@@ -285,7 +286,7 @@ def test_sql_rows_errors_and_an_unchanged_database(mode, tmp_path, unharmed):
 
 @pytest.mark.parametrize("field, value", [("wall_s", 0), ("cpu_s", -1.0), ("memory_mb", 0), ("memory_mb", 16),
                                           ("max_processes", -3), ("output_bytes", 0), ("disk_mb", 1.5),
-                                          ("max_processes", True)])
+                                          ("max_processes", True), ("max_open_files", 0)])
 def test_bad_limits_raise_naming_the_field(field, value):
     with pytest.raises(InvalidLimitError, match=f"Limits.{field} = "):
         Limits(**{field: value})
