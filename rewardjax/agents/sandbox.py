@@ -307,25 +307,48 @@ def _execute(program: Program, limits: Limits, plan: _Plan) -> Result:
     if not isinstance(program, (PythonProgram, SQLProgram)):
         raise InvalidProgramError(f"program: expected a PythonProgram or SQLProgram, got {type(program).__name__}")
     language, files, stdin, args = program._payload()
+    t0 = time.monotonic()
     uid = _uids.acquire() if plan.own_uid else None
     workdir = None
-    if plan.mode == "rlimits":
-        workdir = tempfile.mkdtemp(prefix=_TEMP_PREFIX)
+    try:
+        if plan.mode == "rlimits":
+            workdir = tempfile.mkdtemp(prefix=_TEMP_PREFIX)
+            if uid is not None:
+                os.chown(workdir, uid, uid)
+        hidden = _hidden_paths()
+        payload = {
+            "mode": plan.mode, "userns": plan.userns, "uid": uid, "workdir": workdir, "parent_pid": os.getpid(),
+            "language": language, "args": list(args), "cpu_s": limits.cpu_s, "memory_bytes": limits.memory_mb << 20,
+            "disk_bytes": limits.disk_mb << 20, "max_processes": limits.max_processes,
+            "max_open_files": limits.max_open_files,
+            "enforce_nproc": uid is not None or plan.userns, "hidden": list(hidden), "rebind": _rebind_paths(hidden),
+            "stdin": base64.b64encode(stdin).decode(),
+            "files": [[n, base64.b64encode(d).decode()] for n, d in files.items()],
+        }
+        return _start_and_collect(payload, limits, language, t0)
+    except OSError as e:
+        # The trainer itself is short of something (fds, memory to fork): the rollout
+        # gets a failed result rather than an exception that would end the batch.
+        now = time.monotonic()
+        return Result(reason=Reason.SANDBOX_ERROR, stdout="", stderr="", exit_code=None, signal=None,
+                      stdout_truncated=False, stderr_truncated=False, exception=None,
+                      error=f"could not start the sandbox: {e}", rows=None, cpu_s=None, wall_s=now - t0,
+                      started=None, finished=now)
+    finally:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
         if uid is not None:
-            os.chown(workdir, uid, uid)
-    hidden = _hidden_paths()
-    payload = {
-        "mode": plan.mode, "userns": plan.userns, "uid": uid, "workdir": workdir, "parent_pid": os.getpid(),
-        "language": language, "args": list(args), "cpu_s": limits.cpu_s, "memory_bytes": limits.memory_mb << 20,
-        "disk_bytes": limits.disk_mb << 20, "max_processes": limits.max_processes,
-        "max_open_files": limits.max_open_files,
-        "enforce_nproc": uid is not None or plan.userns, "hidden": list(hidden), "rebind": _rebind_paths(hidden),
-        "stdin": base64.b64encode(stdin).decode(),
-        "files": [[n, base64.b64encode(d).decode()] for n, d in files.items()],
-    }
+            _uids.release(uid)
+
+
+def _start_and_collect(payload: dict, limits: Limits, language: str, t0: float) -> Result:
     status_r, status_w = os.pipe()
-    report_r, report_w = os.pipe()
-    t0 = time.monotonic()
+    try:
+        report_r, report_w = os.pipe()
+    except OSError:
+        os.close(status_r)
+        os.close(status_w)
+        raise
     try:
         payload["status_fd"], payload["report_fd"] = status_w, report_w
         try:
@@ -342,10 +365,6 @@ def _execute(program: Program, limits: Limits, plan: _Plan) -> Result:
     finally:
         os.close(status_r)
         os.close(report_r)
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
-        if uid is not None:
-            _uids.release(uid)
 
 
 def _parse_lines(data: bytes) -> list[dict]:
@@ -498,10 +517,7 @@ _PROBE_LIMITS = Limits(wall_s=30.0, cpu_s=10.0, memory_mb=256, max_processes=8, 
 
 
 def _probe(plan: _Plan) -> Result | None:
-    try:
-        r = _execute(_PROBE, _PROBE_LIMITS, plan)
-    except OSError:
-        return None
+    r = _execute(_PROBE, _PROBE_LIMITS, plan)
     return r if r.ok else None
 
 

@@ -377,3 +377,15 @@ def test_other_isolation_plans_under_a_system_python(variant, unharmed):
                    "write_etc": ["forbidden", ""], "list_home": [list_home, ""], "kill_caller": ["ok", kill_caller],
                    "strays": 0}
     assert not os.path.exists("/etc/escape_sandbox_test.txt")
+
+
+def test_a_sandbox_the_trainer_cannot_start_is_a_result_not_an_exception(monkeypatch, unharmed):
+    sandbox.capabilities()
+
+    def no_fork(*args, **kwargs):
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(sandbox.subprocess, "Popen", no_fork)
+    results = sandbox.run_many([PythonProgram(source="print(1)")] * 3, SMALL, max_workers=2)
+    assert [r.reason for r in results] == [Reason.SANDBOX_ERROR] * 3
+    assert "could not start the sandbox" in results[0].error
