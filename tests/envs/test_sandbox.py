@@ -21,8 +21,8 @@ import time
 
 import pytest
 
-from rewardjax.agents import sandbox
-from rewardjax.agents.sandbox import InvalidLimitError, InvalidProgramError, Limits, PythonProgram, Reason, SQLProgram
+from rewardjax.envs import sandbox
+from rewardjax.envs.sandbox import InvalidLimitError, InvalidProgramError, Limits, PythonProgram, Reason, SQLProgram
 
 SMALL = Limits(wall_s=20.0, cpu_s=5.0, memory_mb=128, max_processes=8, output_bytes=1 << 16, disk_mb=8)
 MODES = ["namespaces", "rlimits"]

@@ -1,6 +1,6 @@
-"""Agents: tools and environments for multi-turn rollouts, and the sandbox that runs model-written code."""
+"""Environments for agentic RL: tools and multi-turn environments, and the sandbox that runs model-written code (never in the trainer's process)."""
 
-from rewardjax.agents.sandbox import (
+from rewardjax.envs.sandbox import (
     Capabilities,
     InvalidLimitError,
     InvalidProgramError,
