@@ -205,3 +205,114 @@ def combine_advantages(outcome_adv_b, process_adv_bt, mask_bt, *,
     out = outcome_coef * expand_to_tokens(outcome_adv_b, mask_bt)
     out = out + process_coef * as_float(process_adv_bt)
     return jax.lax.stop_gradient(zero_where_inactive(out, mask_bt))
+
+
+def rloo_token_rewards(token_rewards_bgt, mask_bgt) -> jax.Array:
+    """Leave-one-out baseline for dense (token) rewards, as PRIME ("Process Reinforcement
+    through Implicit Rewards", arXiv:2502.01456) applies it to implicit process rewards.
+
+        m_ig    = mean over the active tokens of sample g of r_igt
+        r'_igt  = r_igt · G/(G − 1) − Σ_j m_ij / (G − 1)          (active tokens)
+
+    With the reward on the last token only (an outcome reward placed by
+    `place_at_last_token`) this is exactly `rloo_advantages`: r_ig − mean_{j≠g} r_ij.
+    Groups of one sample get 0.
+
+    Args:
+      token_rewards_bgt: `[B, G, T]` token rewards.
+      mask_bgt: `[B, G, T]` where they count (response tokens, or only the last one).
+
+    Returns:
+      `[B, G, T]` baselined token rewards, 0 outside the mask.
+
+    Example:
+      >>> rloo_token_rewards(jnp.array([[[1., 0.], [0., 0.]]]),
+      ...                    jnp.array([[[1, 0], [1, 0]]]))   # = rloo [[1, 0]] -> [[1, -1]]
+      Array([[[ 1.,  0.], [-1.,  0.]]], dtype=float32)
+    """
+    r = jax.lax.stop_gradient(as_float(token_rewards_bgt))
+    m = jnp.broadcast_to(active(mask_bgt), r.shape)
+    G = r.shape[-2]
+    if G < 2:
+        return jnp.zeros_like(r)
+    seq_mean = safe_div(jnp.sum(jnp.where(m, r, 0), -1), jnp.sum(m, -1))  # [B, G]
+    baseline = jnp.sum(seq_mean, -1)[..., None, None] / (G - 1)
+    return zero_where_inactive(r * G / (G - 1) - baseline, m)
+
+
+def prime_advantages(outcome_bg, token_rewards_bgt, mask_bgt, *, outcome_coef: float = 5.0,
+                     process_coef: float = 5.0) -> tuple[jax.Array, jax.Array]:
+    """PRIME's advantages ("Process Reinforcement through Implicit Rewards",
+    arXiv:2502.01456, Eq. 5 and its verl recipe): leave-one-out baselines on each reward
+    source separately, then one γ = 1 return, then whitening over the batch.
+
+        ρ_igt = process_coef · RLOO_dense(r^φ)_igt + outcome_coef · RLOO(r^o)_ig·[t = last]
+        G_igt = Σ_{s ≥ t} ρ_igs,        A = masked_whiten(G)
+
+    `r^φ_t = β log π_φ(y_t|y_<t)/π_ref(y_t|y_<t)` are the implicit PRM's token rewards.
+    The coefficients' common scale is removed by the whitening; only their ratio
+    matters (the recipe's defaults are 5 and 5).
+
+    Args:
+      outcome_bg: `[B, G]` verifiable outcome rewards.
+      token_rewards_bgt: `[B, G, T]` dense process rewards.
+      mask_bgt: `[B, G, T]` response mask.
+
+    Returns:
+      (advantages `[B, G, T]`, returns `[B, G, T]` before whitening).
+    """
+    m = active(mask_bgt)
+    process = rloo_token_rewards(token_rewards_bgt, m)
+    last = last_true(m)
+    outcome = rloo_token_rewards(place_at_last_token(outcome_bg, m), last)
+    returns = reward_to_go(process_coef * process + outcome_coef * outcome, m)
+    return masked_whiten(returns, m), returns
+
+
+def gate_by_outcome(process_bg, correct_bg) -> jax.Array:
+    """Posterior-GRPO's gate ("Posterior-GRPO: Rewarding Reasoning Processes in Code
+    Generation", arXiv:2508.05170): a process reward counts only for rollouts whose
+    outcome is correct, so the policy cannot earn it with a wrong answer.
+
+        r^gated_ig = r^process_ig · [correct_ig]
+    """
+    return jnp.where(active(correct_bg), as_float(process_bg), 0.0)
+
+
+def decoupled_length_advantages(correct_bg, lengths_bg, *, lam: float = 1.0,
+                                scale_by_std: bool = True, epsilon: float = 1e-6
+                                ) -> jax.Array:
+    """DRPO's decoupled length signal ("DRPO: Efficient Reasoning via Decoupled Reward
+    Policy Optimization", arXiv:2510.04474) on group-relative advantages.
+
+    The 0/1 correctness advantage A_ig = grpo(correct) is kept for wrong rollouts. The
+    correct rollouts of a group share their positive advantage A⁺ by the closed-form
+    optimal positive distribution of a length reward under a KL constraint, normalised
+    among the correct rollouts only:
+
+        ℓ̃_ig  = (ℓ_ig − mean_{pos} ℓ) / (std_{pos} ℓ + ε)       (pos: correct rollouts of i)
+        w_ig  = n⁺_i · softmax_{g ∈ pos}(−ℓ̃_ig / λ)
+        A_ig  = w_ig · A⁺_i       (correct),        A_ig = A_ig (wrong)
+
+    so a long correct rollout gets a smaller but never a negative advantage, unlike a
+    length penalty added to the reward before GRPO's normalisation. A group with one
+    correct rollout (or all of equal length) gets the plain advantages.
+
+    Args:
+      correct_bg: `[B, G]` 0/1 correctness.
+      lengths_bg: `[B, G]` response lengths (tokens).
+      lam: λ, the KL strength; smaller concentrates the weight on the shortest.
+
+    Returns:
+      `[B, G]` advantages.
+    """
+    c = active(correct_bg)
+    base = grpo_advantages(c.astype(jnp.float32), scale_by_std=scale_by_std, epsilon=epsilon)
+    length = as_float(lengths_bg)
+    mean, std = _group_stats(length, c, ddof=0)
+    z = jnp.where(c, -(length - mean) / (std + epsilon) / lam, -jnp.inf)
+    z = z - jnp.max(jnp.where(c, z, -jnp.inf), -1, keepdims=True)
+    e = jnp.where(c, jnp.exp(jnp.where(c, z, 0)), 0)
+    n_pos = jnp.sum(c, -1, keepdims=True)
+    w = safe_div(e * n_pos, jnp.sum(e, -1, keepdims=True))
+    return jax.lax.stop_gradient(jnp.where(c, w * base, base))

@@ -10,8 +10,12 @@ the mesh of `mesh`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 import jax
 import jax.numpy as jnp
@@ -25,11 +29,12 @@ from rewardjax.recipes.tasks import TINY_RL_TASK
 from rewardjax.recipes.warm_start import SFTConfig, sft_warm_start
 from rewardjax.rewards import CombinedReward, MathAnswerReward, OverlongPenalty, RewardSpec
 from rewardjax.sharding import MeshConfig
-from rewardjax.train import placement as placement_lib
+from rewardjax.train import metrics as metrics_lib, placement as placement_lib
 from rewardjax.train.checkpoint import Checkpointer
 from rewardjax.train.evaluate import greedy_accuracy
 from rewardjax.train.metrics import LogConfig, MetricsLogger, plot_curves, write_result
 from rewardjax.train.rl import RLConfig, RLTrainer
+from rewardjax.train.rl_extensions import RLExtensions
 from rewardjax.train.state import OptimizerConfig
 
 # The tiny RL presets' model: a ~1M-parameter Qwen2-style model with GPT-2's init.
@@ -71,6 +76,9 @@ class RLRecipe:
         (`--set data.source=tfds:gsm8k_rewardjax data.data_dir=DIR`), training prompts
         from `data.split` (at most `prompt_pool`), held-out ones from `data.eval_split`
         (at most `eval_problems`). The SFT warm start stays on the synthetic task.
+      sft_cache: a directory where the warm-started params are kept, keyed by
+        everything they depend on, so a comparison of several experiments warms up
+        once (None: always train; timings of a run that read the cache exclude SFT).
     """
 
     model: BackboneConfig = TINY_RL_MODEL
@@ -87,17 +95,41 @@ class RLRecipe:
     checkpoint_every: int = 0
     log: LogConfig = LogConfig()
     data: DataSource = DataSource()
+    sft_cache: str | None = None
     seed: int = 0
 
 
 def warm_started_policy(cfg: RLRecipe, out: Path) -> Backbone:
-    """The backbone after the recipe's SFT warm start (its params are the policy)."""
+    """The backbone after the recipe's SFT warm start (its params are the policy); read
+    from `cfg.sft_cache` when that directory holds this exact warm start."""
     backbone = load_backbone(cfg.model, jax.random.key(cfg.seed), cfg.mesh)
+    cached = _sft_cache_path(cfg)
+    if cached is not None and cached.is_file():
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(backbone.params)
+        with np.load(cached) as saved:
+            params = jax.tree_util.tree_unflatten(
+                treedef, [saved[jax.tree_util.keystr(k)] for k, _ in leaves])
+        if backbone.placement is not None:
+            params = backbone.placement.params(params)
+        print(f"SFT warm start read from {cached}", flush=True)
+        return backbone._replace(params=params)
     examples = synthetic.sft_examples(cfg.sft.num_examples, seed=cfg.seed + 1, config=cfg.task,
                                       split="train", direct_fraction=cfg.sft_direct_fraction)
     params = sft_warm_start(backbone, examples, sft=cfg.sft, buckets=cfg.sft_buckets,
                             out_dir=out, seed=cfg.seed, log=cfg.log)
+    if cached is not None and metrics_lib.is_writer():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        flat = jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]
+        np.savez(cached, **{jax.tree_util.keystr(k): v for k, v in flat})
     return backbone._replace(params=params)
+
+
+def _sft_cache_path(cfg: RLRecipe) -> Path | None:
+    if cfg.sft_cache is None or cfg.sft.steps == 0:
+        return None
+    # Everything the warm start depends on, and nothing else (the mesh does not change it).
+    key = repr((cfg.model, cfg.task, cfg.sft, cfg.sft_direct_fraction, cfg.sft_buckets, cfg.seed))
+    return Path(cfg.sft_cache) / f"sft-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
 def answer_reward(cfg: RLRecipe) -> CombinedReward:
@@ -120,7 +152,8 @@ def rl_prompt_records(cfg: RLRecipe, count: int, *, seed: int, split: str):
     return records if len(records) <= count else records[:count]
 
 
-def arith_trainer(cfg: RLRecipe, policy: Backbone, reward) -> RLTrainer:
+def arith_trainer(cfg: RLRecipe, policy: Backbone, reward,
+                  extensions: RLExtensions | None = None) -> RLTrainer:
     """The RL trainer on the recipe's prompt pool (a pure function of the step)."""
     rl = cfg.rl
     pool = rl_prompt_records(cfg, cfg.prompt_pool, seed=cfg.seed + 3, split="train")
@@ -131,7 +164,7 @@ def arith_trainer(cfg: RLRecipe, policy: Backbone, reward) -> RLTrainer:
 
     return RLTrainer(model_config=policy.config, rl=rl, optimizer=cfg.rl_optimizer,
                      tokenizer=policy.tokenizer, prompts_fn=prompts_fn, reward_fn=reward,
-                     placement=policy.placement, lora=cfg.model.lora,
+                     placement=policy.placement, lora=cfg.model.lora, extensions=extensions,
                      **cfg.model.apply_kwargs)
 
 
@@ -174,3 +207,138 @@ def run_rl_recipe(cfg: RLRecipe, out: Path, *, title: str) -> dict:
               "minutes": round((time.time() - start) / 60, 2)}
     write_result(out, result)
     return result
+
+
+# ----------------------------------------------------------------------------- arms
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Arm:
+    """One RL run of a comparison, from the same warm start as the others.
+
+    Attributes:
+      name: its key in the RESULT line and its metrics file (`rl_<name>.jsonl`).
+      rl: its RL settings (None: the recipe's `rl`).
+      extensions: `cfg -> RLExtensions` (a factory: online reward models carry state).
+      reward: `cfg -> reward_fn` (None: the recipe's verifiable answer reward).
+    """
+
+    name: str
+    rl: RLConfig | None = None
+    extensions: Callable[[RLRecipe], RLExtensions] | None = None
+    reward: Callable[[RLRecipe], Callable] | None = None
+
+
+class GreedyEval:
+    """Held-out greedy pass@1, per-problem correctness and response lengths in tokens."""
+
+    def __init__(self, cfg: RLRecipe, policy: Backbone, eos_ids):
+        self.cfg, self.policy, self.eos_ids = cfg, policy, eos_ids
+        self.records = rl_prompt_records(cfg, cfg.eval_problems, seed=cfg.seed + 2, split="test")
+        self._verify = MathAnswerReward()
+
+    def __call__(self, params) -> dict:
+        seen = []
+
+        def recording(prompts, completions, **fields):
+            scores = np.asarray(self._verify(prompts, completions, **fields))
+            tok = self.policy.tokenizer
+            seen.extend((s > 0.5, len(tok.encode(c, add_special_tokens=False)))
+                        for s, c in zip(scores, completions))
+            return scores
+
+        with placement_lib.context(self.policy.placement):
+            acc = greedy_accuracy(params, self.records, config=self.policy.config,
+                                  tokenizer=self.policy.tokenizer,
+                                  prompt_length=self.cfg.rl.prompt_length,
+                                  max_new_tokens=self.cfg.rl.max_new_tokens,
+                                  eos_ids=self.eos_ids, reward_fn=recording)
+        correct = np.array([c for c, _ in seen], bool)
+        lengths = np.array([n for _, n in seen], np.float32)
+        return {"pass1": acc, "correct": correct, "length": float(lengths.mean()),
+                "correct_length": float(lengths[correct].mean()) if correct.any() else 0.0}
+
+
+def run_arms(cfg: RLRecipe, out: Path, arms: list[Arm], *, title: str, eval_every: int = 0,
+             curves: tuple[str, ...] = ("reward/mean", "accuracy", "response/length"),
+             after_arm: Callable[[Arm, RLTrainer, object, dict], dict] | None = None
+             ) -> dict:
+    """Warm start once, then each arm's RL run from it; held-out greedy pass@1 before,
+    every `eval_every` steps (0: only at the end) and after each arm.
+
+    Returns `pass1_before`, `correct_length_before`, `<arm>_pass1`,
+    `<arm>_correct_length` (mean tokens of the correct held-out responses),
+    `<arm>_pass1_curve` (comma-joined, when `eval_every`), what `after_arm` adds, and
+    `minutes`; the caller writes its RESULT line. Curves of all arms overlay in
+    `rl_curves.png`.
+    """
+    start = time.time()
+    out = Path(out)
+    policy = warm_started_policy(cfg, out)
+    params = policy.params
+    held = None
+    result: dict = {}
+    for arm in arms:
+        rl = arm.rl or cfg.rl
+        arm_cfg = dataclasses.replace(cfg, rl=rl)
+        reward = (arm.reward or answer_reward)(arm_cfg)
+        ext = arm.extensions(arm_cfg) if arm.extensions is not None else None
+        trainer = arith_trainer(arm_cfg, policy, reward, extensions=ext)
+        if held is None:
+            held = GreedyEval(cfg, policy, trainer.sampling.eos_ids)
+            before = held(params)
+            result["pass1_before"] = round(before["pass1"], 4)
+            result["correct_length_before"] = round(before["correct_length"], 2)
+            print(f"held-out greedy pass@1 before RL: {before['pass1']:.3f}", flush=True)
+        state = trainer.init_state(params)
+        logger = MetricsLogger(out, name=f"rl_{arm.name}", total_steps=rl.steps, log=cfg.log)
+        curve = []
+        for step in range(rl.steps):
+            state, metrics = trainer.step(state, step, params if rl.kl_coef else None)
+            last = step + 1 == rl.steps
+            if last or (eval_every and (step + 1) % eval_every == 0):
+                after = held(trainer.policy(state))
+                curve.append(round(after["pass1"], 4))
+                metrics["eval/pass1"] = curve[-1]
+            logger.log(step + 1, metrics, advance=1)
+        logger.close()
+        reward_close = getattr(reward, "close", None)
+        if reward_close is not None:
+            reward_close()
+        result[f"{arm.name}_pass1"] = round(after["pass1"], 4)
+        result[f"{arm.name}_correct_length"] = round(after["correct_length"], 2)
+        if eval_every:
+            result[f"{arm.name}_pass1_curve"] = ",".join(str(c) for c in curve)
+        if after_arm is not None:
+            result.update(after_arm(arm, trainer, state, after))
+        print(f"[{arm.name}] held-out greedy pass@1 after RL: {after['pass1']:.3f}", flush=True)
+    plot_arms(out, [a.name for a in arms], list(curves) + ["eval/pass1"], out / "rl_curves.png",
+              title=title)
+    result["minutes"] = round((time.time() - start) / 60, 2)
+    return result
+
+
+def plot_arms(out: Path, names: list[str], keys: list[str], path: Path, *, title: str) -> None:
+    """One panel per metric, one line per arm (from `rl_<name>.jsonl`)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rewardjax.train.metrics import is_writer, read_jsonl
+
+    if not is_writer():
+        return
+    rows = {n: read_jsonl(out / f"rl_{n}.jsonl") for n in names}
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name in names:
+            pts = [(r["step"], r[key]) for r in rows[name] if key in r]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=name)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -11,7 +11,10 @@ One step (all shapes fixed, so nothing recompiles after the first step):
                                                         [+ value loss])
 
 Every algorithmic choice is a field of `RLConfig` and lands in one place below:
-`_advantages` (the estimator) and `rl_loss` (the objective and its reduction).
+`_advantages` (the estimator) and `rl_loss` (the objective and its reduction). What the
+policy is rewarded for beyond `reward_fn` (probe log-probs, dense and online reward
+models, advantage transforms, prompt rewriting, group filters) plugs in through
+`RLExtensions` (`rewardjax.train.rl_extensions`, where a diagram shows where each acts).
 References: GRPO ("DeepSeekMath", arXiv:2402.03300), PPO (arXiv:1707.06347), DAPO
 (arXiv:2503.14476), Dr. GRPO (arXiv:2503.20783), GSPO (arXiv:2507.18071), RLOO
 (arXiv:2402.14740), REINFORCE++ (arXiv:2501.03262).
@@ -41,6 +44,8 @@ from rewardjax.sampling import SamplerConfig, sample
 from rewardjax.train import placement as placement_lib
 from rewardjax.train.checkpoint import Checkpointer
 from rewardjax.train.metrics import MetricsLogger
+from rewardjax.train.rl_extensions import (AdvantageInputs, ProbeLogProbs, RLExtensions,
+                                           RolloutBatch)
 from rewardjax.train.state import (NonFiniteGuard, OptimizerConfig, TrainState, init_state,
                                    make_train_step, split_micro)
 
@@ -164,6 +169,14 @@ def _completion_logits(params, tokens, mask, *, config: ModelConfig, T: int, tem
     return logits, hidden[:, P - 1:P + T - 1]
 
 
+def teacher_forced_logprobs(params, tokens, mask, *, config: ModelConfig, T: int,
+                         temperature: float = 1.0):
+    """[R, T] log-probs of the last T tokens of each row given everything before them."""
+    logits, _ = _completion_logits(params, tokens, mask, config=config, T=T,
+                                   temperature=temperature)
+    return token_logprobs(logits, tokens[:, -T:])
+
+
 def _critic_values(critic, tokens, mask, *, config: ModelConfig, T: int, **apply_kwargs):
     hidden = heads.backbone_hidden(critic["backbone"], tokens, mask, config=config, **apply_kwargs)
     P = tokens.shape[1] - T
@@ -219,6 +232,16 @@ def _record_fields(record) -> dict:
     return dict(record)
 
 
+def _batch(step, fields, texts, p_tok, p_mask, s_tok, s_mask, s_len, rewards, correct):
+    B, G, T = s_tok.shape
+    R = B * G
+    return RolloutBatch(
+        step=step, records=list(fields), completions=list(texts),
+        tokens=np.concatenate([np.repeat(p_tok, G, 0), s_tok.reshape(R, T)], 1),
+        mask=np.concatenate([np.repeat(p_mask, G, 0), s_mask.reshape(R, T)], 1),
+        completion_mask=s_mask.reshape(R, T), lengths=s_len, rewards=rewards, correct=correct)
+
+
 class RLTrainer:
     """Runs `RLConfig` on a policy (and optional frozen reference and critic).
 
@@ -249,6 +272,10 @@ class RLTrainer:
         denominator for `rl.reduction`: dividing by it makes micro-batch losses add up
         exactly, so a loss that reduces another way should name its mode in
         `rl.reduction` (or run with `micro_batches=1`).
+      extensions: `RLExtensions`, the named extension points (probe log-probs, reward
+        transform, group filter, prompt rewriting, dense/online reward models,
+        advantage transform). Their state (an online model's, a filter's) lives in
+        `extension_state` and is checkpointed with the policy by `run`.
     """
 
     def __init__(self, *, model_config: ModelConfig, rl: RLConfig, optimizer: OptimizerConfig,
@@ -257,7 +284,8 @@ class RLTrainer:
                  stop_sequences: Sequence[Sequence[int]] = (),
                  placement: placement_lib.Placement | None = None,
                  lora: lora_lib.LoraConfig | None = None, remat: str = "none",
-                 scan_layers: bool = False, loss_fn: Callable = rl_loss):
+                 scan_layers: bool = False, loss_fn: Callable = rl_loss,
+                 extensions: RLExtensions | None = None):
         if lora is not None:
             if rl.uses_critic:
                 raise ValueError("RLTrainer(lora=...) trains the policy's adapters only; "
@@ -285,6 +313,13 @@ class RLTrainer:
             tok[:, -T:]))
         self._values = jax.jit(functools.partial(_critic_values, config=model_config, T=T))
         self._advantage_fn = jax.jit(functools.partial(_advantages, rl=rl))
+        self.extensions = extensions or RLExtensions()
+        self.extension_state: dict[str, Any] = {}
+        ext = self.extensions
+        self._ext_advantage = jax.jit(ext.advantage) if ext.advantage is not None else None
+        if ext.probes is not None:
+            self._probe_logp = jax.jit(functools.partial(
+                teacher_forced_logprobs, config=model_config, T=ext.probes.max_tokens))
 
     # -- state
 
@@ -320,6 +355,12 @@ class RLTrainer:
         self._update = make_train_step(self._loss_fn, self.optimizer, config=self.optimizer_config,
                                        accumulate="sum", assemble=assemble,
                                        placement=self.placement, state_sharding=shardings)
+        ext = self.extensions
+        self.extension_state = {}
+        if ext.dense is not None:
+            self.extension_state["dense"] = ext.dense.init(self, policy_params)
+        if ext.group_filter is not None:
+            self.extension_state["filter"] = ext.group_filter.init()
         return state
 
     def policy(self, state: TrainState):
@@ -351,6 +392,10 @@ class RLTrainer:
     def score(self, records, completions: list[str], lengths: np.ndarray) -> tuple[np.ndarray, dict]:
         """Rewards [B, G]; reward functions get every record field repeated G times plus
         `completion_length` (completion tokens, for length shaping such as DAPO's)."""
+        total, _, metrics = self._score(records, completions, lengths)
+        return total, metrics
+
+    def _score(self, records, completions, lengths):
         G = self.rl.group_size
         fields = [_record_fields(r) for r in records]
         prompts = [f["prompt"] for f in fields for _ in range(G)]
@@ -365,58 +410,158 @@ class RLTrainer:
         else:
             total, acc_values = np.asarray(out, np.float32), None
         correct = (np.asarray(acc_values) if acc_values is not None else total) > 0.5
-        return total.reshape(-1, G), {**metrics, "accuracy": float(correct.mean())}
+        return (total.reshape(-1, G), correct.reshape(-1, G),
+                {**metrics, "accuracy": float(correct.mean())})
+
+    def _sample(self, policy, records, key):
+        """(prompt tokens, prompt mask, [B, G, T] tokens, mask, lengths, log-probs, texts)."""
+        B, G, T = self.rl.prompts_per_step, self.rl.group_size, self.rl.max_new_tokens
+        p_tok, p_mask = self.encode_prompts(records)
+        with placement_lib.context(self.placement):
+            samples = sample(policy, p_tok, key, config=self.config, sampling=self.sampling,
+                             prompt_mask=p_mask)
+        s_tok, s_mask, s_len, s_logp = jax.device_get(
+            (samples.tokens, samples.mask, samples.lengths, samples.logprobs))
+        return p_tok, p_mask, s_tok, s_mask, s_len, s_logp, self.decode(
+            s_tok.reshape(B * G, T), s_len.reshape(-1))
+
+    def _guide(self, policy, fields, key, group):
+        """(e) Resamples every all-fail group from its rewritten prompt; the swapped-in
+        samples keep the original prompt tokens and the hinted behaviour log-probs."""
+        rw = self.extensions.rewrite
+        p_tok, p_mask, s_tok, s_mask, s_len, s_logp, texts, rewards, correct = group
+        failing = ~correct.any(-1)
+        if not failing.any():
+            return group, {"guide/groups": 0.0}
+        G = self.rl.group_size
+        hinted = [{**f, "prompt": rw.rewrite(f)} for f in fields]
+        _, _, h_tok, h_mask, h_len, h_logp, h_texts = self._sample(policy, hinted, key)
+        h_rewards, h_correct, _ = self._score(fields, h_texts, h_len)
+        k = G if rw.replace is None else rw.replace
+        s_tok, s_mask, s_len, s_logp = (x.copy() for x in (s_tok, s_mask, s_len, s_logp))
+        rewards, correct, texts = rewards.copy(), correct.copy(), list(texts)
+        for b in np.flatnonzero(failing):
+            for dst, src in ((s_tok, h_tok), (s_mask, h_mask), (s_len, h_len), (s_logp, h_logp),
+                             (rewards, h_rewards), (correct, h_correct)):
+                dst[b, :k] = src[b, :k]
+            texts[b * G:b * G + k] = h_texts[b * G:b * G + k]
+        metrics = {"guide/groups": float(failing.sum()),
+                   "guide/hinted_accuracy": float(h_correct[failing].mean())}
+        return (p_tok, p_mask, s_tok, s_mask, s_len, s_logp, texts, rewards, correct), metrics
+
+    def probe_logprobs(self, policy, fields: list[dict], completions: list[str], p_tok, p_mask,
+                       ref_params=None) -> ProbeLogProbs:
+        """(a) Teacher-forced log-probs of every row's probe texts, one jitted call per
+        model over all N·R sequences (split over the mesh's batch axes when placed)."""
+        probes = self.extensions.probes
+        G, N, K = self.rl.group_size, probes.num_probes, probes.max_tokens
+        R, P = len(completions), p_tok.shape[1]
+        tokens = np.full((N, R, P + K), self.tokenizer.pad_token_id, np.int32)
+        mask = np.zeros((N, R, P + K), bool)
+        target = np.zeros((N, R, K), bool)
+        encode = lambda text: self.tokenizer.encode(text, add_special_tokens=False) if text else []  # noqa: E731
+        for r, completion in enumerate(completions):
+            pairs = list(probes.texts(fields[r // G], completion))
+            if len(pairs) != N:
+                raise ValueError(f"Probes.texts returned {len(pairs)} (context, target) pairs "
+                                 f"for row {r}; Probes.num_probes is {N}")
+            for n, (context, text) in enumerate(pairs):
+                c, t = encode(context), encode(text)
+                if len(c) + len(t) > K or not t:
+                    raise ValueError(f"probe {n} of row {r} has {len(c)} context + {len(t)} "
+                                     f"target tokens; Probes.max_tokens is {K} and the target "
+                                     f"must be non-empty")
+                tokens[n, r, :P], mask[n, r, :P] = p_tok[r // G], p_mask[r // G]
+                tokens[n, r, P:P + len(c) + len(t)] = c + t
+                mask[n, r, P:P + len(c) + len(t)] = True
+                target[n, r, len(c):len(c) + len(t)] = True
+        flat = {"tokens": tokens.reshape(N * R, -1), "mask": mask.reshape(N * R, -1)}
+        if self.placement is not None:
+            flat = self.placement.batch(flat, micro=False)
+
+        def run(params):
+            with placement_lib.context(self.placement):
+                logp = self._probe_logp(params, flat["tokens"], flat["mask"])
+            return np.where(target, np.asarray(logp).reshape(N, R, K), 0.0)
+
+        reference = None
+        if probes.reference:
+            if ref_params is None:
+                raise ValueError("Probes(reference=True) needs ref_params")
+            reference = run(ref_params)
+        return ProbeLogProbs(policy=run(policy), reference=reference, target_mask=target)
 
     def rollout(self, state: TrainState, step: int, ref_params=None) -> tuple[Rollout, dict]:
-        rl = self.rl
+        rl, ext = self.rl, self.extensions
         B, G, T = rl.prompts_per_step, rl.group_size, rl.max_new_tokens
         key = jax.random.fold_in(jax.random.key(rl.seed), step)
         policy = self.policy(state)
+        if self.lora is not None:
+            ref_params = self.base  # the reference is the policy with its adapters off
         kept: list[tuple] = []
         spare: list[tuple] = []
         filtered = 0
         sampled_tokens = 0
         first_metrics = None
-        rounds = rl.max_sampling_rounds if rl.dynamic_sampling else 1
+        refill = rl.dynamic_sampling or ext.group_filter is not None
+        rounds = rl.max_sampling_rounds if refill else 1
         for rnd in range(rounds):
             records = list(self.prompts_fn(step, rnd))
             if len(records) != B:
                 raise ValueError(f"prompts_fn({step}, {rnd}) returned {len(records)} records; "
                                  f"RLConfig.prompts_per_step is {B}")
-            p_tok, p_mask = self.encode_prompts(records)
-            with placement_lib.context(self.placement):
-                samples = sample(policy, p_tok, jax.random.fold_in(key, rnd), config=self.config,
-                                 sampling=self.sampling, prompt_mask=p_mask)
-            s_tok, s_mask, s_len, s_logp = jax.device_get(
-                (samples.tokens, samples.mask, samples.lengths, samples.logprobs))
+            fields = [_record_fields(r) for r in records]
+            round_key = jax.random.fold_in(key, rnd)
+            *sampled, texts = self._sample(policy, records, round_key)
+            rewards, correct, metrics = self._score(records, texts, sampled[4])
+            group = (*sampled, texts, rewards, correct)
+            if ext.rewrite is not None:
+                # fold_in data is uint32: 2**31 + rnd never meets a round's own key
+                group, g_metrics = self._guide(policy, fields, jax.random.fold_in(key, 2**31 + rnd),
+                                               group)
+                metrics.update(g_metrics)
+            p_tok, p_mask, s_tok, s_mask, s_len, s_logp, texts, rewards, correct = group
             sampled_tokens += int(s_len.sum())
-            completions = self.decode(s_tok.reshape(B * G, T), s_len.reshape(-1))
-            rewards, metrics = self.score(records, completions, s_len)
+            if ext.reward_transform is not None:
+                probes = None
+                if ext.probes is not None:
+                    probes = self.probe_logprobs(policy, fields, texts, p_tok, p_mask, ref_params)
+                view = _batch(step, fields, texts, p_tok, p_mask, s_tok, s_mask, s_len, rewards,
+                              correct)
+                rewards = np.asarray(ext.reward_transform(view, probes), np.float32).reshape(B, G)
+            keep = np.ones(B, bool)
+            if rl.dynamic_sampling:
+                keep &= rewards.max(-1) > rewards.min(-1)
+            if ext.group_filter is not None:
+                self.extension_state["filter"], k = ext.group_filter.keep(
+                    self.extension_state["filter"], rewards)
+                keep &= np.asarray(k, bool)
             if first_metrics is None:
                 first_metrics = {**metrics, "reward/mean": float(rewards.mean()),
                                  "reward/std": float(rewards.std()),
                                  "response/length": float(s_len.mean())}
             for b in range(B):
-                group = (p_tok[b], p_mask[b], s_tok[b], s_mask[b], s_logp[b], rewards[b])
-                varied = rewards[b].max() > rewards[b].min()
-                if rl.dynamic_sampling and not varied:
+                row = (fields[b], texts[b * G:(b + 1) * G], p_tok[b], p_mask[b], s_tok[b],
+                       s_mask[b], s_len[b], s_logp[b], rewards[b], correct[b])
+                if not keep[b]:
                     filtered += 1
-                    spare.append(group)
+                    spare.append(row)
                 elif len(kept) < B:
-                    kept.append(group)
+                    kept.append(row)
             if len(kept) >= B:
                 break
         short = B - len(kept)
-        kept += spare[:short]  # still short after every round: equal-reward groups (zero advantage)
-        p_tok, p_mask, c_tok, c_mask, c_logp, rewards = (np.stack(x) for x in zip(*kept))
+        kept += spare[:short]  # still short after every round: dropped groups train as they are
+        fields = [k[0] for k in kept]
+        texts = [t for k in kept for t in k[1]]
+        p_tok, p_mask, c_tok, c_mask, c_len, c_logp, rewards, correct = (
+            np.stack(x) for x in list(zip(*kept))[2:])
         R = B * G
         tokens = np.concatenate([np.repeat(p_tok, G, 0), c_tok.reshape(R, T)], 1)
         mask = np.concatenate([np.repeat(p_mask, G, 0), c_mask.reshape(R, T)], 1)
         c_mask = c_mask.reshape(R, T)
         zeros = np.zeros((R, T), np.float32)
         ref_logp = old_values = zeros
-        if self.lora is not None:
-            ref_params = self.base  # the reference is the policy with its adapters off
         with placement_lib.context(self.placement):
             if rl.kl_coef:
                 if ref_params is None:
@@ -426,11 +571,23 @@ class RLTrainer:
                 old_values = np.asarray(self._values(state.params["critic"], tokens, mask)) * c_mask
         adv, ret = self._advantage_fn(rewards, c_mask.reshape(B, G, T), c_logp.reshape(R, T),
                                       ref_logp, old_values)
-        rollout = Rollout(tokens=tokens, mask=mask, completion_mask=c_mask,
-                          old_logp=c_logp.reshape(R, T), advantages=np.asarray(adv),
-                          ref_logp=ref_logp, old_values=old_values, returns=np.asarray(ret))
         metrics = {**first_metrics, "groups/filtered": filtered, "groups/short": short,
                    "rollout/tokens": sampled_tokens}
+        token_rewards = zeros
+        if ext.dense is not None:
+            view = _batch(step, fields, texts, p_tok, p_mask, c_tok, c_mask.reshape(B, G, T), c_len,
+                          rewards, correct)
+            self.extension_state["dense"], token_rewards, d_metrics = ext.dense.step(
+                self.extension_state["dense"], view)
+            token_rewards = np.asarray(token_rewards, np.float32) * c_mask
+            metrics.update(d_metrics)
+        if self._ext_advantage is not None:
+            adv = self._ext_advantage(AdvantageInputs(
+                advantages=adv, rewards=rewards, correct=correct, lengths=c_len,
+                mask=c_mask.reshape(B, G, T), token_rewards=token_rewards))
+        rollout = Rollout(tokens=tokens, mask=mask, completion_mask=c_mask,
+                          old_logp=c_logp.reshape(R, T), advantages=np.asarray(adv, np.float32),
+                          ref_logp=ref_logp, old_values=old_values, returns=np.asarray(ret))
         return rollout, metrics
 
     # -- update
@@ -475,9 +632,9 @@ class RLTrainer:
             on_step: Callable[[int, dict], None] | None = None) -> TrainState:
         """Steps from `state.step` (or the latest checkpoint) to `rl.steps`."""
         if checkpointer is not None:
-            restored = checkpointer.restore(state)
+            restored = checkpointer.restore(self._checkpoint_tree(state))
             if restored is not None:
-                state, _ = restored
+                state = self._from_checkpoint_tree(restored[0])
         for step in range(_rl_step(state, self.rl), self.rl.steps):
             state, metrics = self.step(state, step, ref_params)
             done = step + 1
@@ -486,10 +643,23 @@ class RLTrainer:
             if on_step is not None:
                 on_step(done, metrics)
             if checkpointer is not None:
-                checkpointer.maybe_save(done, state, {"rl_step": done}, force=done == self.rl.steps)
+                checkpointer.maybe_save(done, self._checkpoint_tree(state), {"rl_step": done},
+                                        force=done == self.rl.steps)
             if stop_after is not None and done >= stop_after:
                 break
         return state
+
+
+    def _checkpoint_tree(self, state: TrainState):
+        """The policy state alone, or with stateful extensions {"policy", "extensions"}."""
+        ext = {k: v for k, v in self.extension_state.items() if jax.tree.leaves(v)}
+        return {"policy": state, "extensions": ext} if ext else state
+
+    def _from_checkpoint_tree(self, tree) -> TrainState:
+        if isinstance(tree, dict) and "extensions" in tree:
+            self.extension_state.update(tree["extensions"])
+            return tree["policy"]
+        return tree
 
 
 def _rl_step(state: TrainState, rl: RLConfig) -> int:

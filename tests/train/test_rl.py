@@ -106,8 +106,8 @@ def test_config_errors_are_named():
         RLConfig(kl_in_reward=True, kl_coef=0.1, advantage="grpo")
 
 
-def _run_worker(out, *, kill_after_checkpoint=None):
-    proc = subprocess.Popen([sys.executable, "-m", "tests.train.rl_worker", str(out)], cwd=ROOT,
+def _run_worker(out, *, kill_after_checkpoint=None, module="tests.train.rl_worker"):
+    proc = subprocess.Popen([sys.executable, "-m", module, str(out)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:
