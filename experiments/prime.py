@@ -26,7 +26,7 @@ import dataclasses
 
 from rewardjax import experiment
 from rewardjax.recipes import BackboneConfig, SFTConfig
-from rewardjax.recipes.rl_arith import TINY_GRPO, Arm, RLRecipe, run_arms
+from rewardjax.recipes.rl_arith import TINY_RECIPE, Arm, RLRecipe, run_arms, smoke_recipe
 from rewardjax.rewards.dense import ImplicitPRMConfig, ImplicitPRMReward
 from rewardjax.sharding import MeshConfig
 from rewardjax.train import OptimizerConfig, write_result
@@ -60,8 +60,7 @@ class PrimeConfig:
 
 
 TINY = PrimeConfig(
-    recipe=RLRecipe(rl=TINY_GRPO, rl_optimizer=OptimizerConfig(
-        lr=5e-5, warmup_steps=5, total_steps=30, min_lr_ratio=1.0)),
+    recipe=TINY_RECIPE,
     prm=ImplicitPRMConfig(beta=0.05, optimizer=OptimizerConfig(
         lr=1e-4, warmup_steps=0, total_steps=30, min_lr_ratio=1.0), update="after"))
 
@@ -81,10 +80,7 @@ PRESETS = {
             lr=1e-6, total_steps=300, min_lr_ratio=1.0)),
         eval_every=20),
 }
-PRESETS["smoke"] = dataclasses.replace(TINY, eval_every=1, recipe=dataclasses.replace(
-    TINY.recipe, model=dataclasses.replace(TINY.recipe.model, num_layers=1), eval_problems=8,
-    sft=dataclasses.replace(TINY.recipe.sft, steps=10),
-    rl=dataclasses.replace(TINY.recipe.rl, steps=2, prompts_per_step=4, group_size=4)))
+PRESETS["smoke"] = dataclasses.replace(TINY, eval_every=1, recipe=smoke_recipe(TINY.recipe))
 
 
 def steps_to_reach(curve: str, target: float, every: int) -> int | None:

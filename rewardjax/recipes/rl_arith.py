@@ -99,6 +99,21 @@ class RLRecipe:
     seed: int = 0
 
 
+# grpo_arith's tiny recipe: the starting point and in-run baseline of the reward-design
+# experiments (experiments/prime.py, drpo.py, noisy_rewards.py, ...).
+TINY_RECIPE = RLRecipe(rl=TINY_GRPO, rl_optimizer=OptimizerConfig(
+    lr=5e-5, warmup_steps=5, total_steps=30, min_lr_ratio=1.0))
+
+
+def smoke_recipe(recipe: RLRecipe) -> RLRecipe:
+    """`recipe` cut to seconds: one layer, 10 SFT steps, 2 RL steps of 4 x 4, 8 problems.
+    Every stage runs; its figures measure nothing."""
+    return dataclasses.replace(
+        recipe, model=dataclasses.replace(recipe.model, num_layers=1), eval_problems=8,
+        sft=dataclasses.replace(recipe.sft, steps=10),
+        rl=dataclasses.replace(recipe.rl, steps=2, prompts_per_step=4, group_size=4))
+
+
 def warm_started_policy(cfg: RLRecipe, out: Path) -> Backbone:
     """The backbone after the recipe's SFT warm start (its params are the policy); read
     from `cfg.sft_cache` when that directory holds this exact warm start."""

@@ -191,3 +191,42 @@ class DecoupledLengthAdvantage:
         a = adv_lib.decoupled_length_advantages(x.correct, x.lengths, lam=self.lam,
                                                 scale_by_std=self.scale_by_std)
         return adv_lib.expand_to_tokens(a.reshape(B * G), x.mask.reshape(B * G, T))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProcessReturnAdvantage:
+    """(c) Returns of step rewards (the dense reward's nonzero entries), in sum form or
+    PURE's min form ("Stop Summation: Min-Form Credit Assignment Is All Process Reward
+    Model Needs for Reasoning", arXiv:2504.15275; `returns.process_returns`), with the
+    verifiable reward added on the last token of every `verifiable_every`-th prompt (PURE
+    mixes verifiable rewards into 10% of its data), minus a leave-one-out baseline:
+
+        A_igt = G_igt − mean_{j ≠ g} G_ij0        (G_ij0: sample j's return at its first token)
+
+    Step rewards must be nonzero at step ends (0 marks a non-step token).
+    """
+
+    form: str = "min"
+    temperature: float | None = 0.1
+    verifiable_every: int = 0  # 0: process rewards only
+
+    def __call__(self, x: AdvantageInputs) -> jax.Array:
+        import jax.numpy as jnp  # noqa: PLC0415
+
+        from rewardjax.losses import returns as returns_lib  # noqa: PLC0415
+
+        B, G, T = x.mask.shape
+        m = x.mask.reshape(B * G, T)
+        step_r = x.token_rewards
+        steps = step_r != 0
+        if self.verifiable_every:
+            mixed = (jnp.arange(B) % self.verifiable_every == 0)[:, None]
+            vr = jnp.where(mixed, x.correct.astype(jnp.float32), 0.0).reshape(B * G)
+            last = adv_lib.place_at_last_token(vr, m)
+            step_r = step_r + last
+            steps = steps | ((last != 0) & mixed.repeat(G, 0).reshape(B * G, 1))
+        ret = returns_lib.process_returns(step_r, steps, m, form=self.form,
+                                          temperature=self.temperature)
+        first = ret.reshape(B, G, T)[..., 0]
+        baseline = (first.sum(-1, keepdims=True) - first) / max(G - 1, 1)
+        return jnp.where(m, ret - baseline.reshape(B * G, 1), 0.0)

@@ -346,3 +346,35 @@ def test_sigkill_then_restart_resumes_the_online_prm_and_filter_state(tmp_path):
     assert set(a.files) == set(b.files) and any("prm" in k for k in a.files)
     for k in a.files:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_process_return_advantage_sum_min_and_verifiable_mix_by_hand():
+    from rewardjax.train.rl_extensions import ProcessReturnAdvantage  # noqa: PLC0415
+
+    # B=1, G=2, T=3; sample 0: steps +1 (t0), −1 (t1); sample 1: step +1 (t0)
+    x = AdvantageInputs(advantages=jnp.zeros((2, 3)), rewards=jnp.zeros((1, 2)),
+                        correct=jnp.array([[True, False]]), lengths=jnp.array([[3, 3]]),
+                        mask=jnp.ones((1, 2, 3), bool),
+                        token_rewards=jnp.array([[1.0, -1.0, 0.0], [1.0, 0.0, 0.0]]))
+    # sum: returns [0, −1, 0] and [1, 0, 0]; first-token returns 0 and 1 are each other's baseline
+    np.testing.assert_allclose(ProcessReturnAdvantage(form="sum", temperature=None)(x),
+                               [[-1, -2, -1], [1, 0, 0]])
+    # min: returns [−1, −1, 0] and [1, 0, 0]; baselines 1 and −1
+    np.testing.assert_allclose(ProcessReturnAdvantage(form="min", temperature=None)(x),
+                               [[-2, -2, -1], [2, 1, 1]])
+    # + the verifiable reward (sample 0 correct: +1 on its last token, a step of its own)
+    np.testing.assert_allclose(
+        ProcessReturnAdvantage(form="min", temperature=None, verifiable_every=1)(x),
+        [[-2, -2, 0], [2, 1, 1]])
+
+
+def test_step_rule_rewards_sit_on_step_ends():
+    from rewardjax.data.tokenizer import default_tokenizer  # noqa: PLC0415
+    from rewardjax.rewards.steps import step_end_rewards  # noqa: PLC0415
+
+    tok = default_tokenizer()
+    ids = tok.encode("3 + 4 = 7\n7 - 2 = 4\nAnswer: 4", add_special_tokens=False)
+    r = step_end_rewards(tok, np.array([ids]), np.ones((1, len(ids)), bool))[0]
+    newlines = [i for i, t in enumerate(ids) if "\n" in tok.decode([t])]
+    assert r[newlines[0]] == 1.0 and r[newlines[1]] == -1.0  # 7 − 2 ≠ 4
+    assert np.count_nonzero(r) == 2  # nothing on the Answer line

@@ -1,0 +1,34 @@
+"""The reward-design experiments (issue 16) end to end at their smoke size: every arm
+runs from one warm start and the RESULT line carries each arm's figures."""
+
+import json
+
+import pytest
+
+from tests.experiments.conftest import load_experiment
+
+EXPECTED = {
+    "prime": {"rloo_pass1", "prime_pass1", "rloo_steps_to_final", "prime_steps_to_final"},
+    "drpo": {"grpo_pass1", "naive_pass1", "drpo_pass1", "drpo_length_cut", "naive_length_cut"},
+    "noisy_rewards": {"pass1_p00", "pass1_p50"},
+}
+
+
+def _smoke(name, tmp_path, capsys):
+    module = load_experiment(name)
+    result = module.experiment.main(module.PRESETS, module.run,
+                                    argv=["--preset", "smoke", "--out", str(tmp_path)])
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("RESULT ")]
+    assert len(lines) == 1, "expected exactly one RESULT line"
+    assert json.loads((tmp_path / "result.json").read_text()) == result
+    assert (tmp_path / "rl_curves.png").is_file()
+    return module, result
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_reward_recipe_smoke(name, tmp_path, capsys):
+    module, result = _smoke(name, tmp_path, capsys)
+    assert EXPECTED[name] <= set(result), set(result)
+    assert 0 <= result["pass1_before"] <= 1
+    assert {"tiny", "paper", "smoke"} <= set(module.PRESETS)
+    assert "arXiv:" in module.__doc__ and "tiny" in module.__doc__
