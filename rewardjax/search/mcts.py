@@ -232,16 +232,11 @@ def mcts_search(gen: StepGenerator, prompts: Sequence, key=None, *, config: MCTS
         scores = run.score(state, cands)
         for j, b in enumerate(unfinished):
             run.pool[b].append(run.candidate(cands, j, scores))
-    result = run.result(config.value)
     for b, root in enumerate(roots):
         ends = sorted((n for n in root.descendants() if n.terminal), key=lambda n: n.id)
-        result.candidates[b] = [n.data["candidate"] for n in ends] + result.candidates[b]
-        extra = result.scores[b]
-        result.scores[b] = np.concatenate([[n.value for n in ends], extra])
-        result.answers[b] = [answer_fn(c.text) for c in result.candidates[b]]
-        best = int(np.argmax(result.scores[b])) if len(result.scores[b]) else 0
-        result.chosen[b] = best
-    return result, roots
+        run.pool[b][:0] = [n.data["candidate"] for n in ends]
+    # A terminal node's value is its candidate's aggregated score, so `result` ranks by it.
+    return run.result(config.value), roots
 
 
 # ----------------------------------------------------------------------------- value targets

@@ -50,12 +50,14 @@ class SearchConfigError(ValueError):
 
 
 class Candidate(NamedTuple):
-    """One candidate solution: its text, whether it finished, its step scores."""
+    """One candidate solution: its text, whether it finished, its step scores, its
+    steps' texts and its number of response tokens."""
 
     text: str
     finished: bool
     step_scores: np.ndarray
     steps: tuple[str, ...]
+    tokens: int
 
 
 @dataclasses.dataclass
@@ -72,6 +74,7 @@ class SearchResult:
     answers: list[list[Hashable]]
     chosen: list[int]
     cost: dict[str, float]
+    extra_scores: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
 
     def chosen_answers(self) -> list[Hashable]:
         return [a[c] for a, c in zip(self.answers, self.chosen)]
@@ -123,7 +126,7 @@ class _Run:
         s = (np.zeros((0,)) if scores is None
              else scores.steps[r, :scores.num_steps[r]].copy())
         return Candidate(text="".join(steps), finished=bool(cands.done[r]), step_scores=s,
-                         steps=steps)
+                         steps=steps, tokens=int(cands.lengths[r]))
 
     def result(self, final_aggregate: str, choose: str = "best") -> SearchResult:
         scores, answers, chosen = [], [], []
@@ -156,24 +159,39 @@ def _encode(prompts, tokenizer):
 
 def sample_n(gen: StepGenerator, prompts: Sequence, key=None, *, n: int, tokenizer,
              answer_fn: AnswerFn, scorer=None, final_aggregate: str = "min",
+             also: dict[str, tuple] | None = None,
              questions: Sequence[str] | None = None) -> SearchResult:
     """N complete solutions per prompt, step by step; scored at the end if `scorer`.
 
     `prompts`: questions (rendered with the tokenizer's chat template) or token ids.
     The chosen candidate is the best by `final_aggregate` with a scorer, else the
-    majority vote.
+    majority vote. `also` = {name: (scorer, aggregate)} scores the same candidates with
+    more scorers (`SearchResult.extra_scores[name]`), e.g. an ORM beside the PRM.
     """
     _check_common(gen, prompts, n=n, scorer=scorer, aggregate=final_aggregate,
                   policy_tokenizer=tokenizer)
+    for other, how in (also or {}).values():
+        _check_common(gen, prompts, n=n, scorer=other, aggregate=how,
+                      policy_tokenizer=tokenizer)
     run = _Run(gen, prompts, key, scorer=scorer, tokenizer=tokenizer,
                questions=_questions(prompts, questions), answer_fn=answer_fn)
-    state = gen.start(_encode(prompts, tokenizer), copies=n)
-    for _ in range(gen.steps.max_steps):
+    state = _run_to_end(run, gen.start(_encode(prompts, tokenizer), copies=n))
+    cands = _collect_all(run, state)
+    result = run.result(final_aggregate)
+    for name, (other, how) in (also or {}).items():
+        s = other.score(state, cands, run.questions, max_steps=gen.steps.max_steps,
+                        eos_ids=gen.steps.eos_ids).aggregate(how)
+        result.extra_scores[name] = [s[(cands.source == b) & cands.live]
+                                     for b in range(len(prompts))]
+    return result
+
+
+def _run_to_end(run: _Run, state: StepState) -> StepState:
+    for _ in range(run.gen.steps.max_steps):
         if not running(state).any():
             break
         state = run.step(state)
-    _collect_all(run, state)
-    return run.result(final_aggregate)
+    return state
 
 
 def early_rejection(gen: StepGenerator, prompts: Sequence, key=None, *, n: int, tokenizer,
@@ -218,12 +236,13 @@ def _questions(prompts, questions):
     return [p for p in prompts] if all(isinstance(p, str) for p in prompts) else []
 
 
-def _collect_all(run: _Run, state: StepState) -> None:
+def _collect_all(run: _Run, state: StepState) -> Candidates:
     """Every live row (finished or cut off) joins its prompt's pool, scored if asked."""
     cands = candidates(state)
     scores = run.score(state, cands) if run.scorer is not None else None
     for r in np.flatnonzero(cands.live):
         run.pool[int(cands.source[r])].append(run.candidate(cands, r, scores))
+    return cands
 
 
 def beam_search(gen: StepGenerator, prompts: Sequence, key=None, *, n: int, expansions: int,

@@ -30,8 +30,10 @@ A step ends at a delimiter (a token sequence, kept in the step), at an eos id (t
 solution is done) or after `step_tokens` tokens (cut, counted in `Counter.cut_steps`);
 a row whose response reaches `max_tokens` is done (FinishReason.LENGTH).
 
-Randomness: `step(state, key)` draws row r's token at slot s from fold_in(fold_in(key, r),
-s), so copies of one parent diverge, and a call depends only on (key, state).
+Randomness: `step(state, key)` draws row r's n-th response token from
+fold_in(fold_in(key, r), n), so copies of one parent diverge, a call depends only on
+(key, state), and a row samples the same tokens whatever the other rows do (pruned,
+finished or waiting).
 
 Costs are counted on the host in a `Counter` per generator: tokens generated (live rows'
 real tokens), tokens prefilled, rows gathered, scorer tokens (scorers add theirs), and
@@ -56,7 +58,10 @@ from rewardjax.sampling.config import DEFAULT_PROMPT_BUCKETS, FinishReason
 from rewardjax.sampling.controls import select_tokens
 from rewardjax.sampling.logprobs import left_align
 
-DEFAULT_ROW_BUCKETS = tuple(2 ** k for k in range(3, 17))
+# Powers of two and the halfway points above 1024: padding wastes at most a third of
+# the rows of a large batch.
+DEFAULT_ROW_BUCKETS = tuple(sorted({2 ** k for k in range(3, 17)}
+                                   | {3 * 2 ** k for k in range(9, 15)}))
 
 
 class StepDelimiterError(ValueError):
@@ -314,7 +319,9 @@ def _step(params, state: StepState, key, *, config: ModelConfig, steps: StepConf
     def body(lp: _Loop):
         st, active = lp.state, lp.active
         s = st.slot
-        keys_r = jax.vmap(jax.random.fold_in, in_axes=(0, None))(row_keys, s)
+        # A row's draw depends on (key, row, its own token count), not on the shared
+        # slot: pruning other rows does not change what a surviving row samples.
+        keys_r = jax.vmap(jax.random.fold_in)(row_keys, st.lengths)
         token_r, _ = select_tokens(st.logits, keys_r, temperature=steps.temperature,
                                    top_k=steps.top_k, top_p=steps.top_p)
         token_r = jnp.where(active, token_r, steps.pad_id)

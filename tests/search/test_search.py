@@ -164,3 +164,24 @@ def test_score_inputs_compact_holes_and_tag_the_final_eos(params):
         L = batch["tokens"].shape[1]
         lengths = np.cumsum([len(s) for s in c.steps[r]])
         assert (ends - (L - len(want)) - len(c.prompts[r]) + 1).tolist() == lengths.tolist()
+
+
+def test_mcts_search_on_the_policy_runs_and_does_not_recompile(params, prm):
+    from rewardjax.search import MCTSConfig, mcts_search
+    gen = StepGenerator(params, config=TINY, steps=_steps(1.0, max_tokens=96))
+    scorer = PRMScorer(prm, config=TINY, tokenizer=_Tok())
+    cfg = MCTSConfig(simulations=3, expansions=2)
+
+    def call(seed):
+        prompts = ragged_prompts((9, 5), vocab=TINY.vocab_size, seed=seed)
+        return mcts_search(gen, prompts, jax.random.key(seed), config=cfg, tokenizer=_Tok(),
+                           answer_fn=_answer, scorer=scorer)
+
+    res, roots = call(0)
+    n0 = gen.compiles()
+    call(1)
+    assert gen.compiles() == n0
+    for b, root in enumerate(roots):
+        assert root.visits == 3 and len(root.children) == 2
+        assert res.candidates[b] and 0 <= res.chosen[b] < len(res.candidates[b])
+    assert res.cost["gathered"] > 0 and res.cost["prefilled"] == 14
