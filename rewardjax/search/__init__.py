@@ -5,6 +5,7 @@
     selection.py  best-of-N, majority and weighted votes returning the chosen answer
     search.py     sampling N, early rejection, PRM beam search, DVTS, lookahead
     mcts.py       MCTS over reasoning steps (RAP, ReST-MCTS*) and its value targets
+    genarm.py     GenARM: autoregressive-RM loss and token-level guided decoding
 """
 
 from rewardjax.search.mcts import (MCTSConfig, Node, StepEnv, mcts, mcts_search,
@@ -21,7 +22,9 @@ from rewardjax.search.stepwise import (Candidates, Counter, StepConfig, StepDeli
                                        StepGenerator, StepState, candidates, delimiter_ids,
                                        running)
 
-# genarm: token-level guided decoding (GenARM) exports go on this line.
+from rewardjax.search.genarm import (GuidedSamples, GuidedState, arm_loss, arm_pair_loss,
+                                     arm_rewards, genarm_sample, guidance_weight,
+                                     guided_decode, guided_logits)
 
 __all__ = [
     "AGGREGATIONS", "Candidate", "Candidates", "Choice", "Counter", "ImplicitPRMScorer",
@@ -33,4 +36,6 @@ __all__ = [
     "expected_credit", "majority_vote", "mcts", "mcts_search", "rest_mcts_value_targets",
     "running", "sample_n", "score_inputs", "selection_accuracies", "value_target_records",
     "weighted_vote",
+    "GuidedSamples", "GuidedState", "arm_loss", "arm_pair_loss", "arm_rewards", "genarm_sample",
+    "guidance_weight", "guided_decode", "guided_logits",
 ]
