@@ -57,16 +57,18 @@ def verdict_token_ids(tokenizer, choices: Sequence[str]) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def encode_forced(tokenizer, prompts: Sequence[str], *, length: int) -> tuple[np.ndarray, np.ndarray]:
+def encode_forced(tokenizer, prompts: Sequence[str], *, length: int, start: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """[B, length] ids (left-padded) and mask of each chat-rendered prompt followed by
-    the forced assistant prefix `Verdict:`; raises naming a prompt that does not fit."""
+    the forced assistant prefix `Verdict:`; raises naming a prompt that does not fit
+    (numbered from `start`)."""
     prefix = tokenize(tokenizer, formats.VERDICT_PREFIX)
     tokens = np.full((len(prompts), length), tokenizer.pad_token_id, np.int32)
     mask = np.zeros((len(prompts), length), bool)
     for i, prompt in enumerate(prompts):
         ids = np.concatenate([encode_prompt(tokenizer, prompt), prefix])
         if len(ids) > length:
-            raise ValueError(f"judge prompt {i} has {len(ids)} tokens with the verdict prefix; "
+            raise ValueError(f"judge prompt {start + i} has {len(ids)} tokens with the verdict prefix; "
                              f"the judge's length is {length}: {prompt[:80]!r}...")
         tokens[i, length - len(ids):] = ids
         mask[i, length - len(ids):] = True
@@ -103,7 +105,7 @@ class _Scorer:
             chunk = list(prompts[start:start + self.batch_size])
             n = len(chunk)
             chunk += [chunk[-1]] * (self.batch_size - n)
-            tokens, mask = encode_forced(self.tokenizer, chunk, length=self.length)
+            tokens, mask = encode_forced(self.tokenizer, chunk, length=self.length, start=start)
             with placement_lib.context(self.placement):
                 if self.placement is not None:
                     tokens, mask = self.placement.batch((tokens, mask), micro=False)

@@ -5,10 +5,10 @@ The papers distil rationales from a stronger LLM (RM-R1, arXiv:2505.02387: "reas
 traces" from o3/Claude; ThinkPRM, arXiv:2504.16828: verification chains from
 QwQ-32B filtered by ProcessBench labels). On the synthetic task
 (`data.synthetic.arithmetic`) the check is exact, so a program writes the critique a
-judge should learn: recompute the step that decides, then the verdict.
+judge should learn: work out what decides, then the verdict.
 
-    pairwise     "Step 2: 7 - 1 = 6\\nVerdict: A"     the first step where A and B
-                                                     differ, recomputed
+    pairwise     "5 + 2 = 7\\n7 - 1 = 6\\nA: 6 right\\nB: 5 wrong\\nVerdict: A"   solve,
+                                                 then check each final answer
     first error  "Step 1: 5 + 2 = 7 ok\\nStep 2: 7 - 1 = 6 not 5\\nVerdict: 2"
     pointwise    "Verdict: Yes"                      (no rationale: the one-pass judge)
 """
@@ -39,15 +39,21 @@ def _expected(problem: arithmetic.Problem) -> tuple[str, ...]:
 
 def pairwise_trace(problem: arithmetic.Problem, response_a: str, response_b: str, *,
                    conditioning: formats.Conditioning = formats.NONE) -> Trace:
-    """The pairwise judgment of two solutions of which exactly one is correct: the
-    first step where they differ, recomputed, and the correct one's letter."""
+    """The pairwise judgment of two responses of which exactly one is correct: solve
+    the problem, compare each response's final answer with the solution's, pick the
+    one that matches. RM-R1 (arXiv:2505.02387) judges reasoning tasks this way: the
+    judge first writes its own solution, then evaluates the responses against it."""
     err_a = arithmetic.check_steps(problem, response_a)
     err_b = arithmetic.check_steps(problem, response_b)
     if (err_a == -1) == (err_b == -1):
         raise ValueError(f"pairwise_trace needs exactly one correct response; first errors "
                          f"A={err_a}, B={err_b} for {problem.question!r}")
-    wrong = err_b if err_a == -1 else err_a
-    rationale = f"Step {wrong + 1}: {_expected(problem)[wrong]}"
+    # One line per response, its final answer then the comparison with the solution's:
+    # the verdict then only reads which line says "right".
+    checks = tuple(f"{x}: {'none' if a is None else a} {'right' if a == problem.answer else 'wrong'}"
+                   for x, a in zip("AB", (arithmetic.extract_answer(r)
+                                          for r in (response_a, response_b))))
+    rationale = "\n".join(_expected(problem)[:-1] + checks)
     label = "A" if err_a == -1 else "B"
     return Trace(formats.pairwise_prompt(problem.question, response_a, response_b,
                                          conditioning=conditioning),

@@ -89,7 +89,10 @@ def test_teacher_traces_parse_to_their_labels():
             t = judges.pairwise_trace(bad.problem, a, b)
             assert t.label == label
             assert judges.parse_verdict(t.judgment, choices=AB).choice == label
-            assert t.judgment.startswith(f"Step {bad.first_error + 1}: {good.steps[bad.first_error]}")
+            answers = (good.steps[-1], bad.steps[-1])[::1 if label == "A" else -1]
+            shown = tuple(f"{x}: {a.split()[-1]} {'right' if a == good.steps[-1] else 'wrong'}"
+                          for x, a in zip("AB", answers))
+            assert t.judgment == "\n".join(good.steps[:-1] + shown + (f"Verdict: {label}",))
         fe = judges.first_error_trace(bad.problem, bad.steps)
         choices = judges.first_error_choices(len(bad.steps))
         assert judges.parse_verdict(fe.judgment, choices=choices).choice == str(bad.first_error + 1)
