@@ -13,8 +13,8 @@ or through search beats self-consistency at the same N; early rejection keeps PR
 best-of-N's accuracy for fewer generated tokens.
 
 How `tiny` deviates: the policy is the 2-layer width-64 SFT warm start of `process_rm`
-on 2-4-step arithmetic (`recipes.TINY_RM_TASK`), evaluated on 5-step test problems
-(greedy pass@1 ~0.3); the PRM and ORM share its backbone and are trained as in
+on 2-4-step arithmetic (`recipes.TINY_RM_TASK`) with 10% of 5-step examples, evaluated
+on 5-step test problems; the PRM and ORM share its backbone and are trained as in
 `process_rm` (step BCE, solutions cut after their first error) on 2-6-step task
 solutions plus the policy's own samples on training problems labelled by the task's
 first-error check (PRM800K-style labels of policy samples, arXiv:2305.20050); MCTS runs
@@ -81,7 +81,10 @@ class VerifierConfig:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     """Attributes:
-      task: the policy's SFT task; eval_steps: operations of every evaluation problem.
+      task: the policy's SFT task; eval_steps: operations of every evaluation problem;
+        long_fraction: share of SFT examples with `eval_steps` operations (from the
+        train split): without any, the 2-layer policy stops after four steps on every
+        5-step problem and no search can help (best-of-32 oracle ~0.2).
       num_eval: held-out problems; ns: the budgets N; mcts_max_n: largest MCTS budget.
       expansions: M of beam search and DVTS (min(M, N) at small N).
       step_tokens, max_tokens, max_steps: step-wise generation limits.
@@ -93,6 +96,7 @@ class Config:
     mesh: MeshConfig = MeshConfig()
     task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
     eval_steps: int = 5
+    long_fraction: float = 0.1
     num_eval: int = 64
     buckets: tuple[int, ...] = (64, 80, 96, 128)
     sft: recipes.SFTConfig = recipes.SFTConfig()
@@ -105,7 +109,7 @@ class Config:
     step_tokens: int = 12
     max_tokens: int = 96
     max_steps: int = 8
-    reject_steps: int = 3
+    reject_steps: int = 4
     reject_below: float = 0.5
     report_n: int = 16
     seed: int = 0
@@ -240,10 +244,8 @@ def _accuracy(result: SearchResult, answers: list[int]) -> float:
 def evaluate(policy, scorers, config: Config, key) -> dict[str, dict[int, dict]]:
     """{method: {N: {"accuracy", "tokens", "flops"}}}: tokens and FLOPs per problem."""
     tok, model = policy.tokenizer, policy.config
-    ev = dataclasses.replace(config.task, min_steps=config.eval_steps,
-                             max_steps=config.eval_steps)
-    problems = arithmetic.problems(config.num_eval, seed=config.seed + 11, config=ev,
-                                   split="test")
+    problems = arithmetic.problems(config.num_eval, seed=config.seed + 11,
+                                   config=_eval_task(config), split="test")
     questions, answers = [p.question for p in problems], [p.answer for p in problems]
     steps = _step_config(tok, config)
     gen = search.StepGenerator(policy.params, config=model, steps=steps)
@@ -307,6 +309,11 @@ def _agg(cands, how) -> np.ndarray:
     return search.aggregate(s, n, how)
 
 
+def _eval_task(config: Config) -> arithmetic.ArithmeticConfig:
+    return dataclasses.replace(config.task, min_steps=config.eval_steps,
+                               max_steps=config.eval_steps)
+
+
 def _step_config(tok, config: Config) -> search.StepConfig:
     return search.StepConfig(
         delimiters=(search.delimiter_ids(tok, "\n"),), eos_ids=eos_ids(tok),
@@ -349,8 +356,11 @@ def run(config: Config, out: Path) -> dict:
     out = Path(out)
     key = jax.random.key(config.seed)
     backbone = recipes.load_backbone(config.backbone, jax.random.fold_in(key, 0), config.mesh)
-    sft_records = arithmetic.sft_examples(config.sft.num_examples, seed=config.seed + 2,
+    n_long = int(round(config.long_fraction * config.sft.num_examples))
+    sft_records = arithmetic.sft_examples(config.sft.num_examples - n_long, seed=config.seed + 2,
                                           config=config.task, split="train")
+    sft_records += arithmetic.sft_examples(n_long, seed=config.seed + 3, config=_eval_task(config),
+                                           split="train")
     params = recipes.sft_warm_start(backbone, sft_records, sft=config.sft,
                                     buckets=config.buckets, out_dir=out, seed=config.seed)
     policy = backbone._replace(params=params)
@@ -360,10 +370,8 @@ def run(config: Config, out: Path) -> dict:
         scorers = build_scorers(policy, gen, config, out, key)
         greedy = search.StepGenerator(params, config=policy.config, steps=dataclasses.replace(
             _step_config(policy.tokenizer, config), temperature=0.0))
-        ev = dataclasses.replace(config.task, min_steps=config.eval_steps,
-                                 max_steps=config.eval_steps)
-        problems = arithmetic.problems(config.num_eval, seed=config.seed + 11, config=ev,
-                                       split="test")
+        problems = arithmetic.problems(config.num_eval, seed=config.seed + 11,
+                                       config=_eval_task(config), split="test")
         g = search.sample_n(greedy, [p.question for p in problems], n=1,
                             tokenizer=policy.tokenizer, answer_fn=arithmetic.extract_answer)
         pass1 = _accuracy(g, [p.answer for p in problems])
