@@ -36,15 +36,20 @@ from rewardjax.train.rl import RLConfig
 from rewardjax.train.rl_extensions import ProcessReturnAdvantage, RLExtensions
 
 
+ARMS = ("grpo", "sum", "min", "min_vr")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PureConfig:
     """Attributes: recipe (its mesh and seed replaced by `mesh`, `seed`); temperature
     (the min-form soft-min, 0.1 in the paper); verifiable_every (the `min_vr` arm adds
-    the verifiable reward on every k-th prompt: 10 ≈ the paper's 10%)."""
+    the verifiable reward on every k-th prompt: 10 ≈ the paper's 10%); arms (which to
+    run: a subset runs on another machine with the same warm start and seeds)."""
 
     recipe: RLRecipe
     temperature: float = 0.1
     verifiable_every: int = 10
+    arms: tuple[str, ...] = ARMS
     mesh: MeshConfig = MeshConfig()
     seed: int = 0
 
@@ -52,6 +57,9 @@ class PureConfig:
         if self.temperature <= 0 or self.verifiable_every <= 0:
             raise ValueError(f"PureConfig.temperature and verifiable_every must be > 0, got "
                              f"{self.temperature} and {self.verifiable_every}")
+        if not self.arms or set(self.arms) - set(ARMS):
+            raise ValueError(f"PureConfig.arms must be a non-empty subset of {ARMS}, "
+                             f"got {self.arms}")
 
 
 TINY = PureConfig(recipe=TINY_RECIPE)
@@ -83,11 +91,12 @@ def run(config: PureConfig, out):
     arms = [Arm(name="grpo"), Arm(name="sum", extensions=process("sum")),
             Arm(name="min", extensions=process("min")),
             Arm(name="min_vr", extensions=process("min", config.verifiable_every))]
+    arms = [a for a in arms if a.name in config.arms]
     r = run_arms(recipe, out, arms, title="PURE: min-form vs sum-form process returns",
                  curves=("process/reward_sum", "process/steps", "accuracy", "response/length"))
     final = {"pass1_before": r["pass1_before"],
              **{f"{a.name}_pass1": r[f"{a.name}_pass1"] for a in arms}}
-    for name in ("sum", "min"):
+    for name in [a.name for a in arms if a.name != "grpo"]:
         rows = [row for row in read_jsonl(out / f"rl_{name}.jsonl") if "process/reward_sum" in row]
         final[f"{name}_process_reward_first"] = round(rows[0]["process/reward_sum"], 3)
         final[f"{name}_process_reward_last"] = round(rows[-1]["process/reward_sum"], 3)

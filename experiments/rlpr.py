@@ -38,13 +38,15 @@ class RlprConfig:
     """Attributes: recipe (its mesh and seed replaced by `mesh`, `seed`); beta, ema (the
     std filter: keep groups with std ≥ beta·EMA of mean std); probe_tokens (room for
     reasoning + reference answer in the probe batch); log_likelihood_arm (also run the
-    log-likelihood reward)."""
+    log-likelihood reward); baseline_arm (run GRPO on the verifier; off to run the
+    verifier-free arms on another machine from the same warm start)."""
 
     recipe: RLRecipe
     beta: float = 1.0
     ema: float = 0.99
     probe_tokens: int = 48
     log_likelihood_arm: bool = True
+    baseline_arm: bool = True
     mesh: MeshConfig = MeshConfig()
     seed: int = 0
 
@@ -73,8 +75,9 @@ PRESETS = {
 def run(config: RlprConfig, out):
     recipe = dataclasses.replace(config.recipe, mesh=config.mesh, seed=config.seed)
     kw = dict(max_tokens=config.probe_tokens, beta=config.beta, ema=config.ema)
-    arms = [Arm(name="grpo"),
-            Arm(name="rlpr", extensions=lambda cfg: rlpr_extensions(mode="probability", **kw))]
+    arms = [Arm(name="grpo")] if config.baseline_arm else []
+    arms.append(Arm(name="rlpr", extensions=lambda cfg: rlpr_extensions(mode="probability",
+                                                                       **kw)))
     if config.log_likelihood_arm:
         arms.append(Arm(name="loglik", extensions=lambda cfg: rlpr_extensions(
             mode="log_likelihood", filter_groups=False, **kw)))

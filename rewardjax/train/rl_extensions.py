@@ -117,7 +117,8 @@ class GroupFilter:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PromptRewrite:
-    """(e) A rewritten prompt for groups whose every sample fails (e.g. with a hint).
+    """(e) A rewritten prompt for groups whose every sample fails (e.g. with a hint);
+    "fails" is the trainer's accuracy rule (`RLConfig.accuracy_reward` > 0.5).
 
     `rewrite(fields) -> prompt` (text or messages). The group is resampled from the
     rewritten prompt and `replace` of its G samples are swapped in; they train as
@@ -129,7 +130,6 @@ class PromptRewrite:
 
     rewrite: Callable[[Mapping[str, Any]], Any]
     replace: int | None = None  # None: every sample of the group
-    fail_below: float = 0.5
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,9 @@ EXPECTED = {
     "prime": {"rloo_pass1", "prime_pass1", "rloo_steps_to_final", "prime_steps_to_final"},
     "drpo": {"grpo_pass1", "naive_pass1", "drpo_pass1", "drpo_length_cut", "naive_length_cut"},
     "noisy_rewards": {"pass1_p00", "pass1_p50"},
+    "rlpr": {"grpo_pass1", "rlpr_pass1", "loglik_pass1", "rlpr_gain"},
+    "posterior_grpo": {"grpo_pass1", "ungated_pass1", "gated_pass1"},
+    "pure": {"grpo_pass1", "sum_pass1", "min_pass1", "min_vr_pass1", "sum_process_reward_last"},
 }
 
 

@@ -291,7 +291,7 @@ def test_compilations_constant_with_every_extension_in_use():
     ext = dataclasses.replace(
         base.extensions, probes=probes,
         reward_transform=lambda b, p: b.rewards + np.exp(p.policy).sum(-1)[0].reshape(b.rewards.shape),
-        rewrite=PromptRewrite(rewrite=lambda f: f["prompt"] + " Hint.", fail_below=0.5))
+        rewrite=PromptRewrite(rewrite=lambda f: f["prompt"] + " Hint."))
     trainer = RLTrainer(model_config=base.config, rl=base.rl, optimizer=base.optimizer_config,
                         tokenizer=base.tokenizer, prompts_fn=base.prompts_fn,
                         reward_fn=base.reward_fn, extensions=ext)
