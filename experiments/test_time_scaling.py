@@ -14,7 +14,7 @@ best-of-N's accuracy for fewer generated tokens.
 
 How `tiny` deviates: the policy is the 2-layer width-64 SFT warm start of `process_rm`
 on 2-4-step arithmetic (`recipes.TINY_RM_TASK`) with 10% of 5-step examples, evaluated
-on 5-step test problems; the PRM and ORM share its backbone and are trained as in
+on 6-step test problems (more steps than any it was trained on); the PRM and ORM share its backbone and are trained as in
 `process_rm` (step BCE, solutions cut after their first error) on 2-6-step task
 solutions plus the policy's own samples on training problems labelled by the task's
 first-error check (PRM800K-style labels of policy samples, arXiv:2305.20050); MCTS runs
@@ -82,9 +82,9 @@ class VerifierConfig:
 class Config:
     """Attributes:
       task: the policy's SFT task; eval_steps: operations of every evaluation problem;
-        long_fraction: share of SFT examples with `eval_steps` operations (from the
-        train split): without any, the 2-layer policy stops after four steps on every
-        5-step problem and no search can help (best-of-32 oracle ~0.2).
+        long_fraction: share of SFT examples with `long_steps` operations (from the
+        train split), so the policy has seen solutions one step shorter than the
+        evaluation's (see docs/experiments/test_time_scaling.md).
       num_eval: held-out problems; ns: the budgets N; mcts_max_n: largest MCTS budget.
       expansions: M of beam search and DVTS (min(M, N) at small N).
       step_tokens, max_tokens, max_steps: step-wise generation limits.
@@ -95,7 +95,8 @@ class Config:
     backbone: recipes.BackboneConfig = recipes.BackboneConfig()
     mesh: MeshConfig = MeshConfig()
     task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
-    eval_steps: int = 5
+    eval_steps: int = 6
+    long_steps: int = 5
     long_fraction: float = 0.1
     num_eval: int = 64
     buckets: tuple[int, ...] = (64, 80, 96, 128)
@@ -130,7 +131,7 @@ PRESETS = {
         backbone=recipes.BackboneConfig(hf_path="checkpoints/Qwen2.5-Math-7B-Instruct",
                                         compute_dtype="bfloat16"),
         verifier=VerifierConfig(hf_path="checkpoints/math-shepherd-mistral-7b-prm",
-                                readout="step_tag_lm", step_separator=" ки\n"),
+                                readout="step_tag_lm", step_separator=" ки"),
         task=arithmetic.ArithmeticConfig(), eval_steps=6, num_eval=500,
         buckets=(256, 512, 1024), sft=recipes.SFTConfig(steps=0), ns=(1, 2, 4, 8, 16, 32, 64),
         step_tokens=256, max_tokens=2048, max_steps=40, mcts_max_n=16),
@@ -359,7 +360,9 @@ def run(config: Config, out: Path) -> dict:
     n_long = int(round(config.long_fraction * config.sft.num_examples))
     sft_records = arithmetic.sft_examples(config.sft.num_examples - n_long, seed=config.seed + 2,
                                           config=config.task, split="train")
-    sft_records += arithmetic.sft_examples(n_long, seed=config.seed + 3, config=_eval_task(config),
+    long_task = dataclasses.replace(config.task, min_steps=config.long_steps,
+                                    max_steps=config.long_steps)
+    sft_records += arithmetic.sft_examples(n_long, seed=config.seed + 3, config=long_task,
                                            split="train")
     params = recipes.sft_warm_start(backbone, sft_records, sft=config.sft,
                                     buckets=config.buckets, out_dir=out, seed=config.seed)

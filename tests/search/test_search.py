@@ -185,3 +185,18 @@ def test_mcts_search_on_the_policy_runs_and_does_not_recompile(params, prm):
         assert root.visits == 3 and len(root.children) == 2
         assert res.candidates[b] and 0 <= res.chosen[b] < len(res.candidates[b])
     assert res.cost["gathered"] > 0 and res.cost["prefilled"] == 14
+
+
+def test_lookahead_scores_a_step_by_a_greedy_rollout_and_counts_its_tokens(params, prm):
+    gen = StepGenerator(params, config=TINY, steps=_steps(1.0))
+    ahead = StepGenerator(params, config=TINY, steps=_steps(0.0))
+    scorer = PRMScorer(prm, config=TINY, tokenizer=_Tok())
+    kw = dict(n=4, expansions=2, tokenizer=_Tok(), answer_fn=_answer, scorer=scorer)
+    prompts = ragged_prompts((9, 5), vocab=TINY.vocab_size, seed=7)
+    plain = beam_search(gen, prompts, jax.random.key(0), **kw)
+    look = beam_search(gen, prompts, jax.random.key(0), lookahead=1, lookahead_gen=ahead, **kw)
+    # The rollouts are the search's cost, counted on the search's generator.
+    assert look.cost["generated"] > plain.cost["generated"]
+    assert ahead.counter is gen.counter
+    with pytest.raises(SearchConfigError, match="greedily"):
+        beam_search(gen, prompts, lookahead=1, lookahead_gen=gen, **kw)
