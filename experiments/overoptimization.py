@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import time
 from pathlib import Path
@@ -307,6 +308,8 @@ def run(config: OveroptConfig, out) -> dict:
     result = {k: round(float(v), 4) if isinstance(v, (float, np.floating)) else v
               for k, v in result.items()}
     _plot(out, curves)
+    if is_writer():
+        (out / "curves.json").write_text(json.dumps(curves, indent=1))
     write_result(out, result)
     return result
 

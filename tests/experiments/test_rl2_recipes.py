@@ -155,6 +155,9 @@ def test_overoptimization_smoke(tmp_path, capsys):
         assert [r["step"] for r in rows] == [1, 2] and "eval/kl" in rows[-1]
     assert "reward/proxy/mean" in (tmp_path / "rl_proxy.jsonl").read_text()
     assert (tmp_path / "overoptimization.png").is_file()
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    assert [p["kl"] for p in curves["bon"]][:2] == [0.0, pytest.approx(np.log(2) - 0.5)]
+    assert [p["step"] for p in curves["proxy"]] == [0, 1, 2]
 
 
 def test_scalar_rm_scorer_on_a_mesh_matches_one_device():
