@@ -79,11 +79,11 @@ class Config:
     num_pairs: int = 16_000
     step_fraction: float = 0.3
     beta_r: float = 0.05
-    arm_steps: int = 100
+    arm_steps: int = 300
     batch_size: int = 32
-    optimizer: OptimizerConfig = OptimizerConfig(lr=5e-4, warmup_steps=20, total_steps=100,
+    optimizer: OptimizerConfig = OptimizerConfig(lr=5e-4, warmup_steps=20, total_steps=300,
                                                  min_lr_ratio=0.0)
-    betas: tuple[float, ...] = (math.inf, 8.0, 4.0, 2.0, 1.0, 0.5)
+    betas: tuple[float, ...] = (math.inf, 16.0, 8.0, 4.0, 2.0, 1.0)
     eval_problems: int = 256
     eval_pairs: int = 256
     prompt_length: int = 56
