@@ -127,14 +127,14 @@ def test_best_of_n_curve_hand_computed():
     gold = [[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
     p, g = overopt.best_of_n_curve(proxy, gold, [1, 2, 3])
     np.testing.assert_allclose(g, [(2 / 3 + 1 / 3) / 2, (1 / 3 + 2 / 3) / 2, (0 + 1) / 2])
-    np.testing.assert_allclose(p, [(1.5 / 3 + 6 / 3) / 2, ((0.9 + 0.5 + 0.9) / 3 + (3 + 3 + 2) / 3) / 2,
-                                   (0.9 + 3.0) / 2])
+    best_of_2 = ((0.9 + 0.5 + 0.9) / 3 + (3 + 3 + 2) / 3) / 2
+    np.testing.assert_allclose(p, [(1.5 / 3 + 6 / 3) / 2, best_of_2, (0.9 + 3.0) / 2])
     # the estimator equals the mean over all subsets, enumerated
     rng = np.random.default_rng(0)
     proxy, gold = rng.normal(size=(2, 6)), rng.integers(0, 2, size=(2, 6)).astype(float)
     for n in (1, 2, 4, 6):
-        best = [[gold[b, max(c, key=lambda i: proxy[b, i])] for c in itertools.combinations(range(6), n)]
-                for b in range(2)]
+        subsets = list(itertools.combinations(range(6), n))
+        best = [[gold[b, max(c, key=lambda i: proxy[b, i])] for c in subsets] for b in range(2)]
         assert overopt.best_of_n_curve(proxy, gold, [n])[1][0] == pytest.approx(np.mean(best))
     with pytest.raises(ValueError, match="n = 4 must be in"):
         overopt.best_of_n_curve([[0.0, 1.0, 2.0]], [[0.0, 1.0, 0.0]], [4])
@@ -185,8 +185,8 @@ def test_scalar_rm_scorer_on_a_mesh_matches_one_device():
         # a row scores as it would alone, unpadded
         p_ids, (r_ids,) = encode_responses(backbone.tokenizer, prompts[0], [texts[0]])
         ids = np.concatenate([p_ids, r_ids])[None]
-        alone = rm.sequence_rewards(params, {"tokens": ids, "attention_mask": np.ones_like(ids, bool)},
-                                    config=backbone.config)
+        seq = {"tokens": ids, "attention_mask": np.ones_like(ids, bool)}
+        alone = rm.sequence_rewards(params, seq, config=backbone.config)
         assert scores[name][0] == pytest.approx(float(alone[0]), abs=1e-5)
         with pytest.raises(ValueError, match="length is 64"):
             scorer(prompts[:1], ["1 + 1 = 2\n" * 20])
