@@ -1,88 +1,141 @@
-"""Decode throughput: rewardjax's sampler against transformers' `generate` on CPU.
+"""Decode throughput: rewardjax's sampler against transformers' `generate` (PyTorch, CPU),
+each system in its own process, runs alternating A/B/A/B.
 
-Both run the same weights (a randomly initialized Qwen2-style model built with
-transformers, saved as safetensors and loaded into rewardjax), the same prompts (GSM8K
-test questions tokenized with the default tokenizer, truncated to --prompt-len tokens
-and left-padded to it), greedy, exactly --new-tokens new tokens (no eos), in the same
-process, alternating run by run.
+Both sides run the same work:
 
-transformers runs once per --hf-threads setting and the faster setting is the
-baseline: on a machine shared with other jobs, torch's default of one OpenMP thread
-per core can be several times slower than one thread.
+- weights: the random Qwen2-style model of `reward_model.py` and `rl_step.py` (hidden
+  512, 8 layers, 8 heads, 4 KV heads, MLP 1408, vocab 4096, tied embeddings, q/k/v
+  biases, float32, 25.7M params), built with `rewardjax.models.init_params` and written
+  with `hf.save`; rewardjax reads it with `hf.load`, torch with `from_pretrained`.
+- prompts, two sets of [B, P] ids (GSM8K test questions, the default tokenizer):
+  `equal`: every row exactly P real tokens (the questions' token stream cut into rows),
+  no padding; `natural`: question b at its own length (cut to P), left-padded to P, as
+  an RL rollout batch is (at P=128, B=64: 42% of the slots are padding).
+- decoding: greedy, exactly --new-tokens new tokens (no eos), KV cache on both sides;
+  transformers under `torch.inference_mode()` with the attention mask.
 
-Figures (all wall-clock, compilation excluded, median of --reps runs):
+torch's OpenMP threads and XLA's compete when both live in one process (rewardjax lost
+~20% that way), so every run is a fresh process (`--system`), the two systems alternate
+(--runs each) and --threads sets both libraries' intra-op threads. Within a run each
+(prompt set, batch) is warmed up once (XLA compilation, torch first calls), then timed
+--reps times.
+
+Figures, medians over all timed calls of all runs of a system:
   prefill tok/s   B * P / time of the prompt forward pass (padding included)
   decode tok/s    B * new_tokens / (generate time - prefill time)
   e2e tok/s       B * new_tokens / generate time
-  peak frac       decode FLOP/s (2 * matmul params + attention per token) divided by
-                  this machine's float32 matmul peak, measured with a jnp 2048^3 matmul
-                  between runs (on a shared machine the peak moves with the load)
+  peak frac       rewardjax decode FLOP/s (2 * matmul params + attention at the mean
+                  cache length, per token) over this machine's float32 matmul peak
+                  (a jitted 2048^3 matmul, measured in each rewardjax run)
 
-    python benchmarks/sampler.py            # batch 8 and 64, 128 new tokens
-    python benchmarks/sampler.py --quick    # a short smoke run
+The last line is `RESULT ...` with, per prompt set and batch, `<set>_b<B>_decode_speedup`
+and `<set>_b<B>_e2e_speedup` (transformers time / rewardjax time), the load averages seen,
+and the same figures in `<out>/result.json`. Where the decode time goes: `decode_profile.py`.
+
+    python benchmarks/sampler.py            # batch 8 and 64, P=128, 128 new tokens, 3 runs each
+    python benchmarks/sampler.py --quick    # smoke run: batch 8, 16 new tokens, 1 run each
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from importlib import resources
 from pathlib import Path
 
+from reward_model import model_config
+from rl_step import load_now, set_threads
 
-FIGURES = ("prefill_tok_s", "decode_tok_s", "e2e_tok_s", "peak_frac")
+SYSTEMS = ("rewardjax", "transformers")
+PROMPT_SETS = ("equal", "natural")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, nargs="+", default=[8, 64], help="batch sizes B")
-    p.add_argument("--prompt-len", type=int, default=64, help="prompt tokens P")
+    p.add_argument("--prompt-len", type=int, default=128, help="prompt slots P (both sets)")
     p.add_argument("--new-tokens", type=int, default=128, help="new tokens per sequence")
-    p.add_argument("--reps", type=int, default=3, help="timed runs per system and batch")
-    p.add_argument("--hidden", type=int, default=512)
-    p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--kv-heads", type=int, default=4)
-    p.add_argument("--mlp", type=int, default=1408)
-    p.add_argument("--vocab", type=int, default=4096)
-    p.add_argument("--hf-threads", type=int, nargs="+", default=[1, 0],
-                   help="torch intra-op thread counts to measure transformers with (0: "
-                        "torch's default, all cores); the faster is the baseline")
+    p.add_argument("--runs", type=int, default=3, help="runs (processes) per system, alternating")
+    p.add_argument("--reps", type=int, default=2, help="timed calls per run, set and batch")
+    # the model shape of rl_step.py and reward_model.py, so the three benchmarks compare
+    for name, default in (("hidden", 512), ("layers", 8), ("heads", 8), ("kv-heads", 4),
+                          ("mlp", 1408), ("vocab", 4096)):
+        p.add_argument(f"--{name}", type=int, default=default)
+    p.add_argument("--threads", type=int, default=2,
+                   help="intra-op threads for both torch and XLA (0: each library's default)")
+    p.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the rewardjax side")
     p.add_argument("--quick", action="store_true",
-                   help="short run: batch 8, 32 new tokens, 1 rep")
-    p.add_argument("--skip-hf", action="store_true", help="rewardjax only")
-    p.add_argument("--out", default="runs/bench_sampler", help="output directory for JSON")
+                   help="smoke run: batch 8, 16 new tokens, 1 run each, 1 rep")
+    p.add_argument("--out", default="runs/bench_sampler", help="output directory")
+    p.add_argument("--system", choices=SYSTEMS, help=argparse.SUPPRESS)  # child process
+    p.add_argument("--work", help=argparse.SUPPRESS)  # child: shared model + prompts
     args = p.parse_args(argv)
     if args.quick:
-        args.batch, args.new_tokens, args.reps = [8], 32, 1
+        args.batch, args.new_tokens, args.runs, args.reps = [8], 16, 1, 1
+    if args.runs < 1 or args.reps < 1 or args.new_tokens < 1 or args.prompt_len < 1:
+        p.error("--runs, --reps, --new-tokens and --prompt-len must be >= 1")
     return args
 
 
-def gsm8k_prompts(batch: int, length: int):
-    """[B, P] left-padded token ids and mask from the first B GSM8K test questions."""
+# ----------------------------------------------------------------------------- inputs
+
+
+def prompt_sets(batch: int, length: int, vocab: int) -> dict:
+    """{set: (tokens [B, P] int64, mask [B, P] int64)} for the `equal` and `natural` sets."""
     import numpy as np
-    from importlib import resources
 
     from rewardjax.data.tokenizer import default_tokenizer
 
     tok = default_tokenizer()
     path = Path(str(resources.files("rewardjax"))) / "assets/data/gsm8k/test.jsonl"
-    lines = path.read_text().splitlines()
-    tokens = np.full((batch, length), tok.pad_token_id, np.int64)
+    questions = [tok(json.loads(line)["question"])["input_ids"]
+                 for line in path.read_text().splitlines()]
+    if max(max(q) for q in questions) >= vocab:
+        raise ValueError(f"--vocab {vocab} is smaller than the tokenizer's ids")
+    stream = [t for q in questions for t in q]
+    if len(stream) < batch * length:
+        raise ValueError(f"GSM8K test holds {len(stream)} tokens, fewer than B*P = {batch * length}")
+    equal = np.asarray(stream[:batch * length], np.int64).reshape(batch, length)
+    natural = np.zeros((batch, length), np.int64)  # 0: the pad id
     mask = np.zeros((batch, length), np.int64)
     for b in range(batch):
-        ids = tok(json.loads(lines[b % len(lines)])["question"])["input_ids"][:length]
-        tokens[b, length - len(ids):] = ids
+        ids = questions[b % len(questions)][:length]
+        natural[b, length - len(ids):] = ids
         mask[b, length - len(ids):] = 1
-    return tokens, mask
+    return {"equal": (equal, np.ones_like(equal)), "natural": (natural, mask)}
 
 
-def matmul_peak(n: int = 2048, reps: int = 10) -> float:
+def prepare(args, work: Path) -> None:
+    """The shared HF model directory and `prompts.npz` ({set}_b{B}_tokens / _mask)."""
+    import jax
+    import numpy as np
+
+    from rewardjax.models import hf, init_params
+
+    config = model_config(args)
+    hf.save(work / "model", config, init_params(config, jax.random.key(0)))
+    arrays = {}
+    for B in args.batch:
+        for name, (tokens, mask) in prompt_sets(B, args.prompt_len, args.vocab).items():
+            arrays[f"{name}_b{B}_tokens"], arrays[f"{name}_b{B}_mask"] = tokens, mask
+    np.savez(work / "prompts.npz", **arrays)
+
+
+def cases(args):
+    return [(name, B) for B in args.batch for name in PROMPT_SETS]
+
+
+# ----------------------------------------------------------------------------- systems
+
+
+def matmul_peak(n: int = 2048, reps: int = 5) -> float:
     """Measured float32 FLOP/s of one jitted n x n x n matmul (best of reps)."""
     import jax
     import jax.numpy as jnp
@@ -99,6 +152,104 @@ def matmul_peak(n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 / best
 
 
+def time_calls(generate, prompt_pass, reps: int):
+    """(first generate output, {first_call_s, generate_s: [...], prefill_s: [...]}): one
+    warm-up of each, then `reps` timed calls of each, alternating."""
+    start = time.perf_counter()
+    first = generate()
+    row = {"first_call_s": time.perf_counter() - start, "generate_s": [], "prefill_s": []}
+    prompt_pass()
+    for _ in range(reps):
+        for fn, name in ((generate, "generate_s"), (prompt_pass, "prefill_s")):
+            start = time.perf_counter()
+            fn()
+            row[name].append(time.perf_counter() - start)
+    return first, row
+
+
+def run_rewardjax(args, work: Path) -> dict:
+    import jax
+    import numpy as np
+
+    from rewardjax.models import hf
+    from rewardjax.sampling import SamplerConfig, prefill, sample
+
+    # Later runs reuse the first run's executables: a run then costs its timed calls.
+    jax.config.update("jax_compilation_cache_dir", str(work / "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    config, params = hf.load(work / "model")
+    prompts = np.load(work / "prompts.npz")
+    sampling = SamplerConfig(max_new_tokens=args.new_tokens, temperature=0.0,
+                             prompt_buckets=(args.prompt_len,))
+    key = jax.random.key(0)
+    out: dict = {"peaks": [], "version": f"jax {jax.__version__}"}
+    for name, B in cases(args):
+        tokens = prompts[f"{name}_b{B}_tokens"]
+        mask = prompts[f"{name}_b{B}_mask"].astype(bool)
+
+        def generate():
+            return sample(params, tokens, config=config, sampling=sampling,
+                          prompt_mask=mask).tokens.block_until_ready()
+
+        def prompt_pass():
+            jax.block_until_ready(prefill(params, tokens, mask, key, config=config,
+                                          sampling=sampling))
+
+        first, row = time_calls(generate, prompt_pass, args.reps)
+        out["peaks"].append(matmul_peak())
+        np.save(work / f"rewardjax_{name}_b{B}.npy", np.asarray(first[:, 0]))
+        out[f"{name}_b{B}"] = row
+    return out
+
+
+def run_transformers(args, work: Path) -> dict:
+    import numpy as np
+    import torch
+    import transformers
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(work / "model"), dtype=torch.float32).eval()
+    prompts = np.load(work / "prompts.npz")
+    out: dict = {"version": f"transformers {transformers.__version__}, torch {torch.__version__}, "
+                            f"{torch.get_num_threads()} threads"}
+    for name, B in cases(args):
+        input_ids = torch.from_numpy(prompts[f"{name}_b{B}_tokens"])
+        attention_mask = torch.from_numpy(prompts[f"{name}_b{B}_mask"])
+        kwargs = dict(attention_mask=attention_mask, max_new_tokens=args.new_tokens,
+                      min_new_tokens=0, do_sample=False, use_cache=True, pad_token_id=0,
+                      eos_token_id=None)
+
+        def generate():
+            with torch.inference_mode():
+                return model.generate(input_ids, **kwargs)
+
+        def prompt_pass():
+            with torch.inference_mode():
+                model(input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1)
+
+        first, row = time_calls(generate, prompt_pass, args.reps)
+        np.save(work / f"transformers_{name}_b{B}.npy", first[:, args.prompt_len:].numpy())
+        out[f"{name}_b{B}"] = row
+    return out
+
+
+def child(args) -> None:
+    work = Path(args.work)
+    if args.system == "rewardjax":
+        set_threads(args.threads, args.xla_flags)
+        out = run_rewardjax(args, work)
+    else:
+        out = run_transformers(args, work)
+    out["load1"] = os.getloadavg()[0]
+    k = len(list(work.glob(f"run_{args.system}_*.json")))
+    (work / f"run_{args.system}_{k}.json").write_text(json.dumps(out))
+
+
+# ----------------------------------------------------------------------------- main
+
+
 def decode_flops_per_token(config, cache_len: float) -> float:
     """2 * (matmul params) + attention (QK^T and PV) at an average cache length."""
     c = config
@@ -109,147 +260,97 @@ def decode_flops_per_token(config, cache_len: float) -> float:
     return 2 * matmul + 2 * attention
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    import jax
-    import numpy as np
-    import torch
-    import transformers
+def figures(runs: list[dict], case: str, B: int, P: int, T: int) -> dict:
+    gen = statistics.median(t for r in runs for t in r[case]["generate_s"])
+    pre = statistics.median(t for r in runs for t in r[case]["prefill_s"])
+    return {"prefill_tok_s": B * P / pre, "decode_tok_s": B * T / (gen - pre),
+            "e2e_tok_s": B * T / gen, "generate_s": gen, "prefill_s": pre,
+            "runs_e2e_tok_s": "/".join(f"{B * T / statistics.median(r[case]['generate_s']):.0f}"
+                                       for r in runs)}
 
-    from rewardjax.models import hf
-    from rewardjax.sampling import SamplerConfig, prefill, sample
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if args.system:
+        return child(args)
+    import numpy as np
+
+    from rewardjax.train import write_result
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    default_threads = torch.get_num_threads()
-    hf_threads = [t or default_threads for t in dict.fromkeys(args.hf_threads)]
-
-    hf_config = transformers.Qwen2Config(
-        vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.mlp,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        num_key_value_heads=args.kv_heads, tie_word_embeddings=True,
-        max_position_embeddings=4096, pad_token_id=0, bos_token_id=None, eos_token_id=None,
-        use_sliding_window=False, torch_dtype="float32")
-    torch.manual_seed(0)
-    model = transformers.Qwen2ForCausalLM(hf_config).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        config, params = hf.load(tmp)
-    n_params = config.num_params()
+    config = model_config(args)
+    P, T = args.prompt_len, args.new_tokens
+    load_start = os.getloadavg()[0]
     print(f"model: qwen2 D={config.hidden_size} L={config.num_layers} N={config.num_heads} "
           f"K={config.num_kv_heads} F={config.intermediate_size} V={config.vocab_size} tied "
-          f"float32, {n_params / 1e6:.1f}M params")
-    print(f"jax {jax.__version__} ({jax.default_backend()}, {jax.device_count()} devices), "
-          f"torch {torch.__version__} (threads {hf_threads}), transformers "
-          f"{transformers.__version__}, {os.cpu_count()} cpus, {platform.processor() or platform.machine()}")
-    load_start = os.getloadavg()[0]
-    print(f"load average (1 min) at start: {load_start:.2f}")
+          f"float32, {config.num_params() / 1e6:.1f}M params; prompts P={P}, {T} new tokens, "
+          f"greedy; batches {args.batch}; {args.runs} runs x {args.reps} reps per system, "
+          f"threads {args.threads or 'default'}; {os.cpu_count()} cpus "
+          f"({platform.processor() or platform.machine()}), load {load_now()}", flush=True)
+    runs: dict[str, list[dict]] = {s: [] for s in SYSTEMS}
+    loads = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        prepare(args, work)
+        prompts = np.load(work / "prompts.npz")
+        for r in range(args.runs):
+            for system in SYSTEMS:
+                start = time.perf_counter()
+                subprocess.run([sys.executable, __file__, *argv, "--system", system,
+                                "--work", str(work)], check=True)
+                out = json.loads((work / f"run_{system}_{r}.json").read_text())
+                runs[system].append(out)
+                loads.append(out["load1"])
+                e2e = " ".join(f"{name}/b{B} {B * T / statistics.median(out[f'{name}_b{B}']['generate_s']):.0f}"
+                               for name, B in cases(args))
+                print(f"  run {r} {system:12s}: e2e tok/s {e2e}; process "
+                      f"{time.perf_counter() - start:5.1f}s, load {out['load1']:.2f}", flush=True)
+        match = {}
+        for name, B in cases(args):
+            a = np.load(work / f"rewardjax_{name}_b{B}.npy")
+            b = np.load(work / f"transformers_{name}_b{B}.npy")
+            match[f"{name}_b{B}"] = float(np.mean(a == b))
+        pad_share = {name: 1 - float(prompts[f"{name}_b{max(args.batch)}_mask"].mean())
+                     for name in PROMPT_SETS}
 
-    P, T = args.prompt_len, args.new_tokens
-    sampling = SamplerConfig(max_new_tokens=T, temperature=0.0, prompt_buckets=(P,))
-    results: dict[str, float] = {"params_m": n_params / 1e6, "prompt_len": P, "new_tokens": T,
-                                 "load_start": load_start}
-    peaks: list[float] = []
-    for B in args.batch:
-        tokens_np, mask_np = gsm8k_prompts(B, P)
-        key = jax.random.key(0)
-        t = time.perf_counter()
-        out = sample(params, tokens_np, config=config, sampling=sampling, prompt_mask=mask_np)
-        out.tokens.block_until_ready()
-        first_call_s = time.perf_counter() - t  # compilation + one run
+    peak = statistics.median(p for r in runs["rewardjax"] for p in r["peaks"])
+    flops = decode_flops_per_token(config, P + T / 2)
+    results: dict = {"peak_gflops": peak / 1e9}
+    rows = {}
+    for name, B in cases(args):
+        case = f"{name}_b{B}"
+        jx = figures(runs["rewardjax"], case, B, P, T)
+        hf = figures(runs["transformers"], case, B, P, T)
+        rows[case] = (jx, hf)
+        results.update({
+            f"{case}_jax_decode_tok_s": jx["decode_tok_s"], f"{case}_hf_decode_tok_s": hf["decode_tok_s"],
+            f"{case}_decode_speedup": jx["decode_tok_s"] / hf["decode_tok_s"],
+            f"{case}_jax_e2e_tok_s": jx["e2e_tok_s"], f"{case}_hf_e2e_tok_s": hf["e2e_tok_s"],
+            f"{case}_e2e_speedup": hf["generate_s"] / jx["generate_s"],
+            f"{case}_jax_peak_frac": jx["decode_tok_s"] * flops / peak})
+    results.update(load1_start=load_start, load1_runs="/".join(f"{x:.1f}" for x in loads),
+                   load1_end=os.getloadavg()[0], runs=args.runs, reps=args.reps,
+                   threads=args.threads or os.cpu_count(), prompt_len=P, new_tokens=T,
+                   natural_pad_share=pad_share["natural"], greedy_match_min=min(match.values()),
+                   cpus=os.cpu_count())
 
-        def jx_generate():
-            sample(params, tokens_np, config=config, sampling=sampling,
-                   prompt_mask=mask_np).tokens.block_until_ready()
-
-        def jx_prefill():
-            jax.block_until_ready(prefill(params, tokens_np, mask_np.astype(bool), key,
-                                          config=config, sampling=sampling))
-
-        input_ids, attention_mask = torch.from_numpy(tokens_np), torch.from_numpy(mask_np)
-        gen_kwargs = dict(attention_mask=attention_mask, max_new_tokens=T, min_new_tokens=0,
-                          do_sample=False, use_cache=True, pad_token_id=0, eos_token_id=None)
-
-        def hf_generate(threads):
-            torch.set_num_threads(threads)
-            with torch.inference_mode():
-                return model.generate(input_ids, **gen_kwargs)
-
-        def hf_prefill(threads):
-            torch.set_num_threads(threads)
-            with torch.inference_mode():
-                return model(input_ids, attention_mask=attention_mask, use_cache=True,
-                             logits_to_keep=1)
-
-        runs = {"jx": jx_generate, "jx_pre": jx_prefill}
-        if not args.skip_hf:
-            for th in hf_threads:
-                runs[f"hf{th}"] = functools.partial(hf_generate, th)
-                runs[f"hf{th}_pre"] = functools.partial(hf_prefill, th)
-        for fn in runs.values():  # warm-up
-            fn()
-        hf_out = hf_generate(hf_threads[0]) if not args.skip_hf else None
-        # The systems (and the matmul peak) alternate, run by run, so load from other
-        # processes on a shared machine hits all alike; each figure is a median over runs.
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        batch_peaks = []
-        for _ in range(args.reps):
-            batch_peaks.append(matmul_peak())
-            for name, fn in runs.items():
-                t = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t)
-        peaks += batch_peaks
-        peak = statistics.median(batch_peaks)
-        med = {name: statistics.median(ts) for name, ts in times.items()}
-        avg_cache = P + T / 2
-        flops = decode_flops_per_token(config, avg_cache)
-
-        def figures(total, pre):
-            decode = B * T / (total - pre)
-            return {"prefill_tok_s": B * P / pre, "decode_tok_s": decode,
-                    "e2e_tok_s": B * T / total, "peak_frac": decode * flops / peak}
-
-        row = {f"jax_{k}": v for k, v in figures(med["jx"], med["jx_pre"]).items()}
-        row.update(jax_first_call_s=first_call_s, peak_gflops=peak / 1e9)
-        lines = [("rewardjax", "jax")]
-        if not args.skip_hf:
-            for th in hf_threads:
-                row.update({f"hf{th}t_{k}": v
-                            for k, v in figures(med[f"hf{th}"], med[f"hf{th}_pre"]).items()})
-            best = max(hf_threads, key=lambda th: row[f"hf{th}t_decode_tok_s"])
-            row.update({f"hf_{k}": row[f"hf{best}t_{k}"] for k in FIGURES})
-            row.update(hf_threads=best,
-                       decode_speedup=row["jax_decode_tok_s"] / row["hf_decode_tok_s"],
-                       e2e_speedup=row["jax_e2e_tok_s"] / row["hf_e2e_tok_s"],
-                       greedy_token_match=float(np.mean(
-                           hf_out[:, P:].numpy() == np.asarray(out.tokens[:, 0]))))
-            lines += [(f"transformers/{th}t", f"hf{th}t") for th in hf_threads]
-        print(f"\nbatch {B}: prompts {P} tokens, {T} new tokens, greedy; float32 matmul peak "
-              f"{peak / 1e9:.1f} GFLOP/s (median of {len(batch_peaks)})")
-        print(f"  {'':16s} {'prefill tok/s':>14s} {'decode tok/s':>13s} {'e2e tok/s':>10s} "
-              f"{'peak frac':>10s}")
-        for name, pre in lines:
-            print(f"  {name:16s} {row[pre + '_prefill_tok_s']:14.0f} "
-                  f"{row[pre + '_decode_tok_s']:13.1f} {row[pre + '_e2e_tok_s']:10.1f} "
-                  f"{row[pre + '_peak_frac']:10.3f}")
-        if "decode_speedup" in row:
-            print(f"  decode speedup {row['decode_speedup']:.2f}x and end-to-end "
-                  f"{row['e2e_speedup']:.2f}x over transformers/{row['hf_threads']}t; greedy "
-                  f"tokens equal: {100 * row['greedy_token_match']:.1f}%; rewardjax first call "
-                  f"(compile + run) {first_call_s:.1f}s")
-        results.update({f"b{B}_{k}": v for k, v in row.items()})
-
-    results["peak_gflops"] = statistics.median(peaks) / 1e9
-    results["load_end"] = os.getloadavg()[0]
-    (out_dir / "results.json").write_text(json.dumps(
-        {"args": vars(args), "results": results}, indent=2))
-    keys = [k for k in results if k.split("_", 1)[-1] in (
-        "jax_prefill_tok_s", "jax_decode_tok_s", "hf_prefill_tok_s", "hf_decode_tok_s",
-        "decode_speedup", "e2e_speedup", "jax_peak_frac")]
-    print(f"\nload average (1 min) at end: {results['load_end']:.2f}")
-    print("RESULT " + " ".join(f"{k}={results[k]:.4g}" for k in ["peak_gflops"] + keys))
-    print(f"wrote {out_dir / 'results.json'}")
+    print(f"\nrewardjax ({runs['rewardjax'][0]['version']}) vs {runs['transformers'][0]['version']}; "
+          f"float32 matmul peak {peak / 1e9:.0f} GFLOP/s; natural set "
+          f"{100 * pad_share['natural']:.0f}% padding")
+    print(f"  {'':18s} {'':12s} {'prefill tok/s':>14s} {'decode tok/s':>13s} {'e2e tok/s':>10s} "
+          f"{'e2e per run':>16s}")
+    for case, (jx, hf) in rows.items():
+        for label, f in (("rewardjax", jx), ("transformers", hf)):
+            print(f"  {case:18s} {label:12s} {f['prefill_tok_s']:14.0f} {f['decode_tok_s']:13.1f} "
+                  f"{f['e2e_tok_s']:10.1f} {f['runs_e2e_tok_s']:>16s}")
+        print(f"  {case:18s} decode {jx['decode_tok_s'] / hf['decode_tok_s']:.2f}x, end to end "
+              f"{hf['generate_s'] / jx['generate_s']:.2f}x; greedy tokens equal "
+              f"{100 * match[case]:.1f}%")
+    (out_dir / "runs.json").write_text(json.dumps({"args": vars(args), "runs": runs,
+                                                   "greedy_match": match}, indent=2))
+    return write_result(out_dir, results)
 
 
 if __name__ == "__main__":
