@@ -20,12 +20,13 @@ share (`data=tfds:hh_rlhf_harmless_base data_dir=DIR`: the shipped pairs through
 
 How `tiny` deviates: a 2-layer Qwen2-style model of width 64 on a byte-level BPE
 vocabulary of 2,048, initialised by a few hundred SFT steps on correct solutions (the
-paper starts from an 8B instruction-tuned model), 41k synthetic pairs (each seen once)
-instead of 26M curated human/AI pairs, and 2,500 optimizer steps. 30% of the training
-pairs are step-level (`step_fraction`, Step-DPO, arXiv:2406.18629): both sides end at
-the corrupted step, so the wrong line is the last one before the read-out token. Those
-pairs teach the small model to check a step; on whole-solution pairs alone it learns
-the check slowly (0.83 held-out after 3,000 steps against 0.96 with the step pairs).
+paper starts from an 8B instruction-tuned model), 41k synthetic pairs (each seen once;
+the wrong step is off by one, `recipes.TINY_BT_TASK`) instead of 26M curated human/AI
+pairs, and 2,500 optimizer steps. 30% of the training pairs are step-level
+(`step_fraction`, Step-DPO, arXiv:2406.18629): both sides end at the corrupted step,
+so the wrong line is the last one before the read-out token. Those pairs teach the
+small model to check a step; on whole-solution pairs alone it learns the check slowly
+(0.83 held-out after 3,000 steps against 0.96 with the step pairs, errors of 1-2).
 Held-out pairs are always whole solutions of test-split questions.
 
 The `paper` preset loads a local Llama-3.1-8B-Instruct directory and uses whole
@@ -36,6 +37,7 @@ Seed sensitivity, the variants tried and why the task has 3-5 operations:
 `docs/experiments/bradley_terry_rm.md`.
 
     python experiments/bradley_terry_rm.py --preset tiny
+    python experiments/bradley_terry_rm.py --preset tiny --seeds 0,1,2   # the seed spread
     python experiments/bradley_terry_rm.py --preset tiny_hh   # the HH-RLHF pairs, 300 steps
 """
 
