@@ -44,7 +44,7 @@ class RlprConfig:
     recipe: RLRecipe
     beta: float = 1.0
     ema: float = 0.99
-    probe_tokens: int = 48
+    probe_tokens: int = 80
     log_likelihood_arm: bool = True
     baseline_arm: bool = True
     mesh: MeshConfig = MeshConfig()
@@ -67,7 +67,7 @@ PRESETS = {
         rl=RLConfig(steps=400, prompts_per_step=128, group_size=8, max_new_tokens=3072,
                     prompt_length=1024, micro_batches=64, eps_high=0.27),
         rl_optimizer=OptimizerConfig(lr=1e-6, total_steps=400, min_lr_ratio=1.0),
-        eval_problems=500), probe_tokens=3200),
+        eval_problems=500), probe_tokens=6200),
     "smoke": dataclasses.replace(TINY, recipe=smoke_recipe(TINY.recipe)),
 }
 

@@ -459,6 +459,7 @@ class RLTrainer:
         tokens = np.full((N, R, P + K), self.tokenizer.pad_token_id, np.int32)
         mask = np.zeros((N, R, P + K), bool)
         target = np.zeros((N, R, K), bool)
+        truncated = 0
         encode = lambda text: self.tokenizer.encode(text, add_special_tokens=False) if text else []  # noqa: E731
         for r, completion in enumerate(completions):
             pairs = list(probes.texts(fields[r // G], completion))
@@ -467,10 +468,14 @@ class RLTrainer:
                                  f"for row {r}; Probes.num_probes is {N}")
             for n, (context, text) in enumerate(pairs):
                 c, t = encode(context), encode(text)
-                if len(c) + len(t) > K or not t:
-                    raise ValueError(f"probe {n} of row {r} has {len(c)} context + {len(t)} "
-                                     f"target tokens; Probes.max_tokens is {K} and the target "
-                                     f"must be non-empty")
+                if len(t) > K or not t:
+                    raise ValueError(f"probe {n} of row {r} has a target of {len(t)} tokens; "
+                                     f"it must be non-empty and fit Probes.max_tokens ({K})")
+                if len(c) + len(t) > K:
+                    # A sampled completion need not re-tokenize to its own length; its
+                    # tail (next to the target) is kept rather than failing the step.
+                    c = c[len(c) + len(t) - K:]
+                    truncated += 1
                 tokens[n, r, :P], mask[n, r, :P] = p_tok[r // G], p_mask[r // G]
                 tokens[n, r, P:P + len(c) + len(t)] = c + t
                 mask[n, r, P:P + len(c) + len(t)] = True
@@ -489,7 +494,8 @@ class RLTrainer:
             if ref_params is None:
                 raise ValueError("Probes(reference=True) needs ref_params")
             reference = run(ref_params)
-        return ProbeLogProbs(policy=run(policy), reference=reference, target_mask=target)
+        return ProbeLogProbs(policy=run(policy), reference=reference, target_mask=target,
+                             truncated=truncated)
 
     def rollout(self, state: TrainState, step: int, ref_params=None) -> tuple[Rollout, dict]:
         rl, ext = self.rl, self.extensions
@@ -526,6 +532,7 @@ class RLTrainer:
                 probes = None
                 if ext.probes is not None:
                     probes = self.probe_logprobs(policy, fields, texts, p_tok, p_mask, ref_params)
+                    metrics["probes/truncated"] = float(probes.truncated)
                 view = _batch(step, fields, texts, p_tok, p_mask, s_tok, s_mask, s_len, rewards,
                               correct)
                 rewards = np.asarray(ext.reward_transform(view, probes), np.float32).reshape(B, G)

@@ -49,6 +49,7 @@ class ProbeLogProbs(NamedTuple):
     policy: np.ndarray
     reference: np.ndarray | None
     target_mask: np.ndarray  # True on the target's tokens (not the context's)
+    truncated: int = 0  # contexts cut from the left to fit `Probes.max_tokens`
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -61,7 +62,8 @@ class Probes:
         sequence prompt + context + target is teacher-forced and the target's tokens
         are scored.
       num_probes: N (every row gives the same number, so shapes stay fixed).
-      max_tokens: K, the context + target tokens the batch holds (longer ones raise).
+      max_tokens: K, the context + target tokens the batch holds; a longer context
+        keeps its last tokens (counted as `probes/truncated`), a longer target raises.
       reference: also score under the frozen reference (the run's `ref_params`).
     """
 

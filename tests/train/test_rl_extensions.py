@@ -140,10 +140,23 @@ def test_probe_logprobs_equal_a_teacher_forced_forward_of_the_sequence():
 def test_probe_errors_name_the_setting():
     probes = Probes(texts=lambda f, c: [("", "x" * 200)], max_tokens=4)
     trainer, params = _with(RLExtensions(probes=probes, reward_transform=lambda b, p: b.rewards))
-    with pytest.raises(ValueError, match="Probes.max_tokens is 4"):
+    with pytest.raises(ValueError, match=r"target of \d+ tokens.*Probes.max_tokens \(4\)"):
         trainer.rollout(trainer.init_state(params), 0)
     with pytest.raises(ValueError, match="needs a reward_transform"):
         RLExtensions(probes=probes)
+    seen = {}
+
+    def keep(batch, probes):
+        seen["probes"] = probes
+        return batch.rewards
+
+    long_context = Probes(texts=lambda f, c: [("1 + 1 = 2\n" * 20, "Answer: 2")], max_tokens=16)
+    trainer, params = _with(RLExtensions(probes=long_context, reward_transform=keep))
+    _, metrics = trainer.rollout(trainer.init_state(params), 0)
+    pr = seen["probes"]
+    assert pr.truncated == 8 and metrics["probes/truncated"] == 8.0  # every row, kept its tail
+    n_target = len(trainer.tokenizer.encode("Answer: 2", add_special_tokens=False))
+    assert pr.target_mask[0, :, -n_target:].all() and pr.target_mask[0].sum() == 8 * n_target
 
 
 # ----------------------------------------------------------------------------- (f) filter
