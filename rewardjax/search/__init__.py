@@ -1,6 +1,6 @@
 """Test-time search with reward models: step-wise generation, scorers, selection, search.
 
-    stepwise.py   StepGenerator: step-by-step decoding with KV caches, row gathers, counters
+    (rewardjax.sampling.stepwise: StepGenerator, step-wise decoding with KV caches, re-exported)
     scorers.py    PRM / ORM / implicit PRM / step-tag LM / verifier scorers, aggregation
     selection.py  best-of-N, majority and weighted votes returning the chosen answer
     search.py     sampling N, early rejection, PRM beam search, DVTS, lookahead
@@ -18,7 +18,7 @@ from rewardjax.search.search import (Candidate, SearchConfigError, SearchResult,
                                      dvts, early_rejection, sample_n)
 from rewardjax.search.selection import (Choice, best_of_n, expected_credit, majority_vote,
                                         selection_accuracies, weighted_vote)
-from rewardjax.search.stepwise import (Candidates, Counter, StepConfig, StepDelimiterError,
+from rewardjax.sampling.stepwise import (Candidates, Counter, StepConfig, StepDelimiterError,
                                        StepGenerator, StepState, candidates, delimiter_ids,
                                        running)
 

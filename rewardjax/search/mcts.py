@@ -44,7 +44,7 @@ import numpy as np
 from rewardjax.data.records import StepSolution
 from rewardjax.search.search import (AnswerFn, SearchConfigError, SearchResult, _check_common,
                                      _encode, _questions, _Run)
-from rewardjax.search.stepwise import StepGenerator, candidates, running
+from rewardjax.sampling.stepwise import StepGenerator, candidates, running
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -48,7 +48,7 @@ from rewardjax import heads
 from rewardjax.data.encoding import encode_steps
 from rewardjax.models import ModelConfig
 from rewardjax.sampling import sequence_logprobs
-from rewardjax.search.stepwise import Candidates, Counter, StepState, bucket
+from rewardjax.sampling.stepwise import Candidates, Counter, StepState, bucket
 from rewardjax.train import prm as prm_lib
 
 AGGREGATIONS = ("last", "min", "prod", "mean")

@@ -40,7 +40,7 @@ import numpy as np
 
 from rewardjax.search import selection
 from rewardjax.search.scorers import AGGREGATIONS, Scores, check_tokenizer
-from rewardjax.search.stepwise import Candidates, StepGenerator, StepState, candidates, running
+from rewardjax.sampling.stepwise import Candidates, StepGenerator, StepState, candidates, running
 
 AnswerFn = Callable[[str], Hashable]
 

@@ -7,7 +7,7 @@ import pytest
 from rewardjax.sampling import SamplerConfig, sample
 from rewardjax.search import (StepConfig, StepDelimiterError, StepGenerator, candidates,
                               delimiter_ids, running)
-from rewardjax.search import stepwise
+from rewardjax.sampling import stepwise
 from tests.sampling.conftest import TINY, ragged_prompts, random_params
 
 # Several one-token delimiters so a random model ends its steps often.
