@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import safetensors.numpy
 
 import jax
 import jax.numpy as jnp
@@ -121,9 +122,9 @@ def warm_started_policy(cfg: RLRecipe, out: Path) -> Backbone:
     cached = _sft_cache_path(cfg)
     if cached is not None and cached.is_file():
         leaves, treedef = jax.tree_util.tree_flatten_with_path(backbone.params)
-        with np.load(cached) as saved:
-            params = jax.tree_util.tree_unflatten(
-                treedef, [saved[jax.tree_util.keystr(k)] for k, _ in leaves])
+        saved = safetensors.numpy.load_file(str(cached))
+        params = jax.tree_util.tree_unflatten(
+            treedef, [saved[jax.tree_util.keystr(k)] for k, _ in leaves])
         if backbone.placement is not None:
             params = backbone.placement.params(params)
         print(f"SFT warm start read from {cached}", flush=True)
@@ -135,16 +136,18 @@ def warm_started_policy(cfg: RLRecipe, out: Path) -> Backbone:
     if cached is not None and metrics_lib.is_writer():
         cached.parent.mkdir(parents=True, exist_ok=True)
         flat = jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]
-        np.savez(cached, **{jax.tree_util.keystr(k): v for k, v in flat})
+        safetensors.numpy.save_file({jax.tree_util.keystr(k): np.asarray(v) for k, v in flat},
+                                    str(cached))
     return backbone._replace(params=params)
 
 
 def _sft_cache_path(cfg: RLRecipe) -> Path | None:
     if cfg.sft_cache is None or cfg.sft.steps == 0:
         return None
-    # Everything the warm start depends on, and nothing else (the mesh does not change it).
+    # Everything the warm start depends on, and nothing else: the mesh changes it only by
+    # rounding (docs/experiments/grpo_arith.md), so runs on different meshes share it.
     key = repr((cfg.model, cfg.task, cfg.sft, cfg.sft_direct_fraction, cfg.sft_buckets, cfg.seed))
-    return Path(cfg.sft_cache) / f"sft-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    return Path(cfg.sft_cache) / f"sft-{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
 
 
 def answer_reward(cfg: RLRecipe) -> CombinedReward:
