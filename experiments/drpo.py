@@ -55,6 +55,8 @@ class DrpoConfig:
 
 
 TINY = DrpoConfig(recipe=TINY_RECIPE)
+HEADLINE = ("grpo_pass1", "drpo_pass1", "naive_pass1", "drpo_length_cut", "naive_length_cut")  # the figures `python -m rewardjax results` shows
+
 PRESETS = {
     "tiny": TINY,
     "paper": DrpoConfig(recipe=RLRecipe(

@@ -102,6 +102,8 @@ TINY_RL = dataclasses.replace(TINY_GRPO, steps=60)
 TINY = OveroptConfig(recipe=RLRecipe(rl=TINY_RL, rl_optimizer=OptimizerConfig(
     lr=1e-4, warmup_steps=5, total_steps=60, min_lr_ratio=1.0)))
 
+HEADLINE = ("bon_gold_peak", "bon_gold_maxn", "proxy_gold_peak", "proxy_gold_final", "proxy_proxy_final")  # the figures `python -m rewardjax results` shows
+
 PRESETS = {
     "tiny": TINY,
     "paper": OveroptConfig(

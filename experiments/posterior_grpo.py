@@ -52,6 +52,8 @@ class PosteriorConfig:
 
 
 TINY = PosteriorConfig(recipe=TINY_RECIPE)
+HEADLINE = ("grpo_pass1", "gated_pass1", "ungated_pass1")  # the figures `python -m rewardjax results` shows
+
 PRESETS = {
     "tiny": TINY,
     "paper": PosteriorConfig(recipe=RLRecipe(

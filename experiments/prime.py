@@ -64,6 +64,8 @@ TINY = PrimeConfig(
     prm=ImplicitPRMConfig(beta=0.05, optimizer=OptimizerConfig(
         lr=1e-4, warmup_steps=0, total_steps=30, min_lr_ratio=1.0), update="after"))
 
+HEADLINE = ("rloo_pass1", "prime_pass1", "rloo_steps_to_final", "prime_steps_to_final")  # the figures `python -m rewardjax results` shows
+
 PRESETS = {
     "tiny": TINY,
     "paper": PrimeConfig(

@@ -84,6 +84,8 @@ TINY = RLCRConfig(recipe=RLRecipe(
     rl=TINY_RL, sft_buckets=(96,),
     rl_optimizer=OptimizerConfig(lr=5e-5, warmup_steps=5, total_steps=60, min_lr_ratio=1.0)))
 
+HEADLINE = ("grpo_pass1", "rlcr_pass1", "grpo_ece", "rlcr_ece")  # the figures `python -m rewardjax results` shows
+
 PRESETS = {
     "tiny": TINY,
     "paper": RLCRConfig(recipe=RLRecipe(
