@@ -1,4 +1,11 @@
-"""Reward functions for RL: `(prompts, completions, **record_fields) -> [B] float32`."""
+"""Reward functions for RL: `(prompts, completions, **record_fields) -> [B] float32`.
+
+Exported here: verifiers, shaping, composition and isolation. The recipes' rewards are
+imported from their modules (some need the trainer, which imports this package):
+`scalar_rm` (a Bradley–Terry RM as a batched scorer for `RewardModelReward`),
+`confidence` (RLCR), `probability` (RLPR, log-likelihood rewards, std filter), `dense`
+(PRIME's online implicit PRM), `steps` (rule-based step rewards), `noise` (flipped rewards).
+"""
 
 from rewardjax.rewards.combine import CombinedReward, RewardOutput, RewardSpec
 from rewardjax.rewards.isolation import Outcome, ProcessRunner, ThreadRunner
