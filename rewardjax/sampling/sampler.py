@@ -98,12 +98,13 @@ class Samples(NamedTuple):
 # ----------------------------------------------------------------------------- steps
 
 
-def _stop_table(sampling: SamplerConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Stop sequences right-aligned in a [Q, M] table, with a validity mask."""
-    M = max((len(s) for s in sampling.stop_sequences), default=0)
-    table = np.full((len(sampling.stop_sequences), M), -1, np.int32)
+def stop_table(sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Token sequences (stop sequences, step delimiters) right-aligned in a [Q, M] table,
+    with a validity mask: row q matches when the last M tokens equal it where valid."""
+    M = max((len(s) for s in sequences), default=0)
+    table = np.full((len(sequences), M), -1, np.int32)
     valid = np.zeros(table.shape, bool)
-    for q, seq in enumerate(sampling.stop_sequences):
+    for q, seq in enumerate(sequences):
         table[q, M - len(seq):] = seq
         valid[q, M - len(seq):] = True
     return table, valid
@@ -132,7 +133,7 @@ def _advance(state: SamplingState, sampling: SamplerConfig) -> tuple[SamplingSta
     is_stop_r = jnp.zeros_like(active_r)
     if sampling.stop_sequences:
         recent = jnp.concatenate([recent[:, 1:], token_r[:, None]], axis=1)
-        table_qm, valid_qm = _stop_table(sampling)
+        table_qm, valid_qm = stop_table(sampling.stop_sequences)
         match_rqm = (recent[:, None, :] == table_qm[None]) | ~valid_qm[None]
         is_stop_r = jnp.any(jnp.all(match_rqm, axis=-1), axis=-1) & active_r & ~is_eos_r
     is_last = s + 1 >= sampling.max_new_tokens

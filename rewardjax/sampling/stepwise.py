@@ -57,6 +57,7 @@ from rewardjax.models.transformer import KVCache
 from rewardjax.sampling.config import DEFAULT_PROMPT_BUCKETS, FinishReason
 from rewardjax.sampling.controls import select_tokens
 from rewardjax.sampling.logprobs import left_align
+from rewardjax.sampling.sampler import stop_table
 
 # Powers of two and the halfway points above 1024: padding wastes at most a third of
 # the rows of a large batch.
@@ -287,17 +288,6 @@ def _start(params, tokens_bp, mask_bp, source_r, live_r, *, config: ModelConfig,
         slot=jnp.zeros((), jnp.int32))
 
 
-def _delimiter_table(steps: StepConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Delimiters right-aligned in a [Q, M] table, with a validity mask."""
-    M = max(len(d) for d in steps.delimiters)
-    table = np.full((len(steps.delimiters), M), -1, np.int32)
-    valid = np.zeros(table.shape, bool)
-    for q, d in enumerate(steps.delimiters):
-        table[q, M - len(d):] = d
-        valid[q, M - len(d):] = True
-    return table, valid
-
-
 class _Loop(NamedTuple):
     state: StepState
     active: jax.Array  # [R] still inside this step
@@ -309,7 +299,7 @@ class _Loop(NamedTuple):
 def _step(params, state: StepState, key, *, config: ModelConfig, steps: StepConfig
           ) -> tuple[StepState, jax.Array]:
     R, C = state.tokens.shape
-    table_qm, valid_qm = _delimiter_table(steps)
+    table_qm, valid_qm = stop_table(steps.delimiters)
     M = table_qm.shape[1]
     row_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(R))
 
