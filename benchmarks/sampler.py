@@ -263,7 +263,10 @@ def decode_flops_per_token(config, cache_len: float) -> float:
 def figures(runs: list[dict], case: str, B: int, P: int, T: int) -> dict:
     gen = statistics.median(t for r in runs for t in r[case]["generate_s"])
     pre = statistics.median(t for r in runs for t in r[case]["prefill_s"])
-    return {"prefill_tok_s": B * P / pre, "decode_tok_s": B * T / (gen - pre),
+    # Decode time is generate minus a separately timed prompt pass; when noise makes that
+    # difference vanish (few new tokens, a loaded machine) there is no decode figure.
+    decode_tok_s = B * T / (gen - pre) if gen > pre else float("nan")
+    return {"prefill_tok_s": B * P / pre, "decode_tok_s": decode_tok_s,
             "e2e_tok_s": B * T / gen, "generate_s": gen, "prefill_s": pre,
             "runs_e2e_tok_s": "/".join(f"{B * T / statistics.median(r[case]['generate_s']):.0f}"
                                        for r in runs)}
