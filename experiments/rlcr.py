@@ -6,7 +6,7 @@ is rewarded 1[correct] − (q − 1[correct])² (`rewards.confidence.rlcr_reward
 completion without a parseable confidence counts as q = 0 and is counted.
 
 What it reproduces: RLCR lowers the calibration error of the stated confidence (ECE,
-10 equal bins, `rewards.confidence.confidence_ece`) against plain GRPO on the answer
+10 equal bins, `eval.confidence_ece`) against plain GRPO on the answer
 reward, with held-out greedy pass@1 within 2 points. Baseline (same invocation, same
 warm start, same prompts): GRPO on correctness alone (the paper's RLVR arm), whose
 completions carry the confidence line too but are not rewarded for it.
@@ -35,11 +35,12 @@ import numpy as np
 from rewardjax import experiment
 from rewardjax.data import synthetic
 from rewardjax.data.records import SFTExample
+from rewardjax.eval import confidence_ece
 from rewardjax.recipes import BackboneConfig, SFTConfig, load_backbone, sft_warm_start
 from rewardjax.recipes.rl_arith import (TINY_GRPO, RLRecipe, answer_reward, arith_trainer,
                                         rl_prompt_records)
 from rewardjax.rewards import MathAnswerReward
-from rewardjax.rewards.confidence import (CONFIDENCE_PREFIX, confidence_ece, parse_confidence,
+from rewardjax.rewards.confidence import (CONFIDENCE_PREFIX, parse_confidence,
                                           rlcr_combined_reward)
 from rewardjax.sharding import MeshConfig
 from rewardjax.train import OptimizerConfig, placement as placement_lib, write_result

@@ -1,6 +1,10 @@
 """Reward-model metrics and benchmark scorers (host-side numpy functions)."""
 
-from rewardjax.eval.calibration import expected_calibration_error, preference_probability
+from rewardjax.eval.calibration import (
+    confidence_ece,
+    expected_calibration_error,
+    preference_probability,
+)
 from rewardjax.eval.pairwise import pairwise_accuracy, pairwise_correct, subset_accuracy
 from rewardjax.eval.processbench import (
     ProcessBenchScores,
@@ -43,6 +47,7 @@ __all__ = [
     "TiesPrompt",
     "TiesScore",
     "best_of_n_accuracy",
+    "confidence_ece",
     "expected_calibration_error",
     "first_error_index",
     "first_error_indices",

@@ -1,4 +1,5 @@
-"""Expected calibration error of a Bradley–Terry reward model's preference probabilities."""
+"""Expected calibration error: of a Bradley–Terry reward model's preference probabilities,
+and of a policy's stated confidences."""
 
 from __future__ import annotations
 
@@ -54,10 +55,39 @@ def expected_calibration_error(
         raise ValueError(f"num_bins = {num_bins}: expected a positive integer")
     p = preference_probability(scores_chosen, scores_rejected)
     non_empty(p.size, "expected_calibration_error")
-    correct = (p > 0.5).astype(np.float64)
-    conf = np.maximum(p, 1.0 - p)
+    return _binned_ece(np.maximum(p, 1.0 - p), (p > 0.5).astype(np.float64), num_bins)
+
+
+def confidence_ece(confidence: Any, correct: Any, *, num_bins: int = 10) -> float:
+    """Expected calibration error of stated confidences, equal-width bins on [0, 1].
+
+        ECE = Σ_m |B_m|/N · | acc(B_m) − conf(B_m) |,   B_m = ((m−1)/M, m/M]
+
+    (q = 0 falls in the first bin), the ECE RLCR ("Beyond Binary Rewards: Training LMs to
+    Reason About Their Uncertainty", arXiv:2507.16806) reports, after Guo et al.
+    (arXiv:1706.04599). Unlike `expected_calibration_error` (a preference probability
+    folded into its predicted class), q here is already the probability that the answer
+    is right.
+
+    Example:
+      >>> round(confidence_ece([0.9, 0.9, 0.2, 0.2], [1, 0, 0, 0]), 4)
+      0.3
+    """
+    if num_bins < 1:
+        raise ValueError(f"num_bins = {num_bins}: expected a positive integer")
+    q = as_float_array(confidence, "confidence").reshape(-1)
+    y = as_float_array(correct, "correct").reshape(-1)
+    if q.shape != y.shape or q.size == 0:
+        raise ValueError(f"confidence_ece: confidence has {q.size} values and correct "
+                         f"{y.size}; expected the same non-zero number")
+    if np.any((q < 0) | (q > 1)):
+        raise ValueError(f"confidence_ece: confidence must be in [0, 1], got "
+                         f"min {q.min()}, max {q.max()}")
+    return _binned_ece(q, y, num_bins)
+
+
+def _binned_ece(conf: np.ndarray, correct: np.ndarray, num_bins: int) -> float:
     bins = np.clip(np.ceil(conf * num_bins).astype(np.int64) - 1, 0, num_bins - 1)
-    count = np.bincount(bins, minlength=num_bins)
-    gap = np.bincount(bins, weights=correct - conf, minlength=num_bins)
     # |Σ_bin (acc − conf)| / N equals |B_m|/N · |acc(B_m) − conf(B_m)|.
-    return float(np.sum(np.abs(gap[count > 0])) / p.size)
+    gap = np.bincount(bins, weights=correct - conf, minlength=num_bins)
+    return float(np.abs(gap).sum() / conf.size)

@@ -121,33 +121,3 @@ def rlcr_combined_reward(verifier: Callable[..., Any] | None = None, *,
         RewardSpec(name="parsed", fn=confidence_parsed, weight=0.0, fallback=0.0,
                    isolation="inline", timeout_s=None),
     ])
-
-
-def confidence_ece(confidence: Any, correct: Any, *, num_bins: int = 10) -> float:
-    """Expected calibration error of stated confidences, equal-width bins on [0, 1].
-
-        ECE = Σ_m |B_m|/N · | acc(B_m) − conf(B_m) |,   B_m = ((m−1)/M, m/M]
-
-    (q = 0 falls in the first bin), the ECE RLCR (arXiv:2507.16806) reports, after
-    Guo et al. ("On Calibration of Modern Neural Networks", arXiv:1706.04599). Unlike
-    `eval.expected_calibration_error` (a preference probability folded into its
-    predicted class), q here is already the probability that the answer is right.
-
-    Example:
-      >>> round(confidence_ece([0.9, 0.9, 0.2, 0.2], [1, 0, 0, 0]), 4)
-      0.3
-    """
-    if num_bins < 1:
-        raise ValueError(f"num_bins = {num_bins}: expected a positive integer")
-    q = np.asarray(confidence, np.float64).reshape(-1)
-    y = np.asarray(correct, np.float64).reshape(-1)
-    if q.shape != y.shape or q.size == 0:
-        raise ValueError(f"confidence_ece: confidence has {q.size} values and correct "
-                         f"{y.size}; expected the same non-zero number")
-    if np.any((q < 0) | (q > 1)):
-        raise ValueError(f"confidence_ece: confidence must be in [0, 1], got "
-                         f"min {q.min()}, max {q.max()}")
-    bins = np.clip(np.ceil(q * num_bins).astype(np.int64) - 1, 0, num_bins - 1)
-    # |Σ_bin (acc − conf)| / N equals |B_m|/N · |acc(B_m) − conf(B_m)|.
-    gap = np.bincount(bins, weights=y - q, minlength=num_bins)
-    return float(np.abs(gap).sum() / q.size)

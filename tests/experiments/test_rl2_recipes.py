@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from rewardjax.rewards.confidence import (BrierConfidenceReward, confidence_ece,
-                                          confidence_parsed, parse_confidence, rlcr_reward,
-                                          rlcr_combined_reward)
+from rewardjax.eval import confidence_ece
+from rewardjax.rewards.confidence import (BrierConfidenceReward, confidence_parsed,
+                                          parse_confidence, rlcr_combined_reward, rlcr_reward)
 from tests.experiments.conftest import load_experiment
 from tests.experiments.test_rl_experiments import _run
 
