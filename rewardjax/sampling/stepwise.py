@@ -187,6 +187,8 @@ class StepState(NamedTuple):
     logits: [R, V] float32 next-token logits after each row's last real token.
     prompt_tokens, prompt_mask: [R, P] each row's prompt, left-aligned.
     tokens: [R, C] response slot tokens (pad where the slot is a hole).
+    logprobs: [R, C] float32 log-prob of each sampled token (`select_tokens`'s: at the
+      sampling temperature, before truncation); 0 where no token was sampled.
     step_end: [R, C] the slot holds the last token of a step.
     num_steps: [R] int32 steps completed.
     done: [R] the solution ended (eos or out of slots); a done row generates nothing.
@@ -202,6 +204,7 @@ class StepState(NamedTuple):
     prompt_tokens: jax.Array
     prompt_mask: jax.Array
     tokens: jax.Array
+    logprobs: jax.Array
     step_end: jax.Array
     num_steps: jax.Array
     done: jax.Array
@@ -282,6 +285,7 @@ def _start(params, tokens_bp, mask_bp, source_r, live_r, *, config: ModelConfig,
     return StepState(
         cache=cache, logits=rows(logits_bv), prompt_tokens=rows(tokens_bp),
         prompt_mask=rows(mask_bp), tokens=jnp.full((R, C), steps.pad_id, jnp.int32),
+        logprobs=jnp.zeros((R, C), jnp.float32),
         step_end=jnp.zeros((R, C), bool), num_steps=jnp.zeros((R,), jnp.int32),
         done=~live_r, finish_reason=jnp.zeros((R,), jnp.int32),
         lengths=jnp.zeros((R,), jnp.int32), live=live_r, source=source_r.astype(jnp.int32),
@@ -312,8 +316,8 @@ def _step(params, state: StepState, key, *, config: ModelConfig, steps: StepConf
         # A row's draw depends on (key, row, its own token count), not on the shared
         # slot: pruning other rows does not change what a surviving row samples.
         keys_r = jax.vmap(jax.random.fold_in)(row_keys, st.lengths)
-        token_r, _ = select_tokens(st.logits, keys_r, temperature=steps.temperature,
-                                   top_k=steps.top_k, top_p=steps.top_p)
+        token_r, logp_r = select_tokens(st.logits, keys_r, temperature=steps.temperature,
+                                        top_k=steps.top_k, top_p=steps.top_p)
         token_r = jnp.where(active, token_r, steps.pad_id)
         recent = jnp.where(active[:, None],
                            jnp.concatenate([lp.recent[:, 1:], token_r[:, None]], axis=1),
@@ -333,6 +337,8 @@ def _step(params, state: StepState, key, *, config: ModelConfig, steps: StepConf
         st = st._replace(
             cache=cache, logits=jnp.where(active[:, None], logits, st.logits),
             tokens=jax.lax.dynamic_update_slice(st.tokens, token_r[:, None], (0, s)),
+            logprobs=jax.lax.dynamic_update_slice(
+                st.logprobs, jnp.where(active, logp_r, 0.0)[:, None], (0, s)),
             step_end=jax.lax.dynamic_update_slice(st.step_end, ended[:, None], (0, s)),
             num_steps=st.num_steps + ended.astype(jnp.int32),
             done=st.done | is_eos,
@@ -363,8 +369,8 @@ def _gather(state: StepState, index_r, live_r) -> StepState:
     cache = KVCache(k=tuple(map(take, c.k)), v=tuple(map(take, c.v)), mask=take(c.mask),
                     index=c.index)
     fields = {f: take(getattr(state, f)) for f in
-              ("logits", "prompt_tokens", "prompt_mask", "tokens", "step_end", "num_steps",
-               "done", "finish_reason", "lengths", "source")}
+              ("logits", "prompt_tokens", "prompt_mask", "tokens", "logprobs", "step_end",
+               "num_steps", "done", "finish_reason", "lengths", "source")}
     live = take(state.live) & live_r
     return state._replace(cache=cache, live=live, **fields)
 
@@ -377,8 +383,8 @@ def _put(store: StepState, rows: StepState, dest_r) -> StepState:
     cache = KVCache(k=tuple(map(put, c.k, d.k)), v=tuple(map(put, c.v, d.v)),
                     mask=put(c.mask, d.mask), index=d.index)
     fields = {f: put(getattr(store, f), getattr(rows, f)) for f in
-              ("logits", "prompt_tokens", "prompt_mask", "tokens", "step_end", "num_steps",
-               "done", "finish_reason", "lengths", "live", "source")}
+              ("logits", "prompt_tokens", "prompt_mask", "tokens", "logprobs", "step_end",
+               "num_steps", "done", "finish_reason", "lengths", "live", "source")}
     # The rows were stepped past the store's slot; the store's other rows get holes there.
     return store._replace(cache=cache, slot=rows.slot, **fields)
 
