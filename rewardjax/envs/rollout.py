@@ -251,7 +251,9 @@ class MultiTurnDriver:
             if not steps.greedy:
                 raise ValueError(f"sampling at temperature {steps.temperature} needs a key")
             key = jax.random.key(0)
-        records = list(records)
+        # Dataclass records (`PromptWithAnswer`) reach the environment as mappings.
+        records = [{f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
+                   if dataclasses.is_dataclass(r) else dict(r) for r in records]
         prompts = [tokenize(self.tokenizer, self.env.reset(r)) for r in records]
         gen = self.generator = StepGenerator(params, config=self.model_config, steps=steps)
         state = gen.start(prompts, copies=copies)
