@@ -42,7 +42,8 @@ class Transition(NamedTuple):
     observation: text appended after the model's turn ("" for none); ignored when done.
     reward: this turn's reward (a rollout's return is the sum over its turns).
     done: the rollout is over (a final answer, or a failure the environment ends on).
-    info: named outcomes for metrics (e.g. {"tool_error": 1.0}); values are numbers.
+    info: named outcomes (e.g. {"env/call_errors": 1.0}); values are numbers, summed
+      per rollout (`Rollouts.infos`) and averaged over rollouts in the metrics.
     """
 
     observation: str

@@ -124,6 +124,7 @@ class Rollouts(NamedTuple):
     end_reason: [N] int32 `EndReason`.
     source: [N] int32 the record each rollout answers.
     transcripts: N tuples (model text, observation, model text, ...), as decoded.
+    infos: N dicts, each `Transition.info` key summed over the rollout's turns.
     """
 
     prompt_tokens: np.ndarray
@@ -138,6 +139,7 @@ class Rollouts(NamedTuple):
     end_reason: np.ndarray
     source: np.ndarray
     transcripts: list
+    infos: list
 
     def sequences(self) -> tuple[np.ndarray, np.ndarray]:
         """[N, P + C] prompt then response tokens and their mask (the RL batch layout)."""
@@ -267,7 +269,7 @@ class MultiTurnDriver:
         transcripts: list[list[str]] = [[] for _ in range(N)]
         metrics = {"env/seconds": 0.0, "env/timeouts": 0.0, "env/truncated_observations": 0.0,
                    "env/observation_tokens": 0.0}
-        info_sums: dict[str, float] = {}
+        infos: list[dict[str, float]] = [{} for _ in range(N)]
         slot = 0
         for t in range(cfg.max_turns):
             if not running.any():
@@ -295,7 +297,7 @@ class MultiTurnDriver:
                     continue
                 turn_rewards[r, t] = tr.reward
                 for k, v in tr.info.items():
-                    info_sums[k] = info_sums.get(k, 0.0) + float(v)
+                    infos[r][k] = infos[r].get(k, 0.0) + float(v)
                 if tr.done:
                     end[r] = EndReason.DONE
                 elif done[r]:
@@ -321,7 +323,7 @@ class MultiTurnDriver:
                 slot += K
             state = gen.prune(state, running)
         return self._collect(state, observed, N, turns, turn_rewards, end, source, transcripts,
-                             metrics, info_sums)
+                             metrics, infos)
 
     def _env_step(self, batch: list[Turn]) -> tuple[list[Transition] | None, float]:
         """The environment's transitions for `batch`, or None past the time limit."""
@@ -346,7 +348,7 @@ class MultiTurnDriver:
         return out, time.perf_counter() - t0
 
     def _collect(self, state, observed, N, turns, turn_rewards, end, source, transcripts,
-                 metrics, info_sums) -> tuple[Rollouts, dict[str, float]]:
+                 metrics, infos) -> tuple[Rollouts, dict[str, float]]:
         tokens, real, logp, p_tok, p_mask = jax.device_get(
             (state.tokens, state.real, state.logprobs, state.prompt_tokens, state.prompt_mask))
         C = tokens.shape[1]
@@ -365,8 +367,10 @@ class MultiTurnDriver:
             prompt_tokens=np.asarray(p_tok[:N], np.int32), prompt_mask=np.asarray(p_mask[:N], bool),
             tokens=out_tok, mask=out_mask, loss_mask=loss_mask, logprobs=out_logp, turns=turns,
             rewards=turn_rewards.sum(axis=1), turn_rewards=turn_rewards, end_reason=end,
-            source=source.astype(np.int32), transcripts=[tuple(t) for t in transcripts])
-        metrics.update({f"env/{k}": v / max(N, 1) for k, v in info_sums.items()})
+            source=source.astype(np.int32), transcripts=[tuple(t) for t in transcripts],
+            infos=infos)
+        for k in sorted({k for i in infos for k in i}):
+            metrics[k] = sum(i.get(k, 0.0) for i in infos) / max(N, 1)
         metrics["turns/mean"] = float(turns.mean()) if N else 0.0
         for reason in EndReason:
             if reason is not EndReason.RUNNING:

@@ -518,8 +518,15 @@ class RLTrainer:
                                  f"RLConfig.prompts_per_step is {B}")
             fields = [_record_fields(r) for r in records]
             round_key = jax.random.fold_in(key, rnd)
-            *sampled, texts = self._sample(policy, records, round_key)
-            rewards, correct, metrics = self._score(records, texts, sampled[4])
+            if ext.rollouts is not None:
+                custom = ext.rollouts(self, policy, records, round_key)
+                sampled = (custom.prompt_tokens, custom.prompt_mask, custom.tokens,
+                           custom.loss_mask, custom.lengths, custom.logprobs)
+                texts, rewards, correct = custom.texts, custom.rewards, custom.correct
+                metrics = {**custom.metrics, "accuracy": float(np.mean(correct))}
+            else:
+                *sampled, texts = self._sample(policy, records, round_key)
+                rewards, correct, metrics = self._score(records, texts, sampled[4])
             group = (*sampled, texts, rewards, correct)
             if ext.rewrite is not None:
                 # fold_in data is uint32: 2**31 + rnd never meets a round's own key
@@ -527,6 +534,8 @@ class RLTrainer:
                                                group)
                 metrics.update(g_metrics)
             p_tok, p_mask, s_tok, s_mask, s_len, s_logp, texts, rewards, correct = group
+            # The trainer's own samples attend to exactly the tokens they train on.
+            attend = custom.mask if ext.rollouts is not None else s_mask
             sampled_tokens += int(s_len.sum())
             if ext.reward_transform is not None:
                 probes = None
@@ -549,7 +558,7 @@ class RLTrainer:
                                  "response/length": float(s_len.mean())}
             for b in range(B):
                 row = (fields[b], texts[b * G:(b + 1) * G], p_tok[b], p_mask[b], s_tok[b],
-                       s_mask[b], s_len[b], s_logp[b], rewards[b], correct[b])
+                       s_mask[b], s_len[b], s_logp[b], rewards[b], correct[b], attend[b])
                 if not keep[b]:
                     filtered += 1
                     spare.append(row)
@@ -561,11 +570,11 @@ class RLTrainer:
         kept += spare[:short]  # still short after every round: dropped groups train as they are
         fields = [k[0] for k in kept]
         texts = [t for k in kept for t in k[1]]
-        p_tok, p_mask, c_tok, c_mask, c_len, c_logp, rewards, correct = (
+        p_tok, p_mask, c_tok, c_mask, c_len, c_logp, rewards, correct, c_attend = (
             np.stack(x) for x in list(zip(*kept))[2:])
         R = B * G
         tokens = np.concatenate([np.repeat(p_tok, G, 0), c_tok.reshape(R, T)], 1)
-        mask = np.concatenate([np.repeat(p_mask, G, 0), c_mask.reshape(R, T)], 1)
+        mask = np.concatenate([np.repeat(p_mask, G, 0), c_attend.reshape(R, T)], 1)
         c_mask = c_mask.reshape(R, T)
         zeros = np.zeros((R, T), np.float32)
         ref_logp = old_values = zeros

@@ -134,6 +134,28 @@ class PromptRewrite:
     replace: int | None = None  # None: every sample of the group
 
 
+class SampledRollouts(NamedTuple):
+    """(g) A step's rollouts from a custom sampler (B prompts x G rollouts, T slots),
+    e.g. multi-turn rollouts with tool observations (`rewardjax.envs.training`).
+
+    `mask` is what the policy attends to (prompt-side context included, such as tool
+    observations); `loss_mask` the tokens trained on and carrying `logprobs` (the
+    model's own): the loss, advantages and KL read `loss_mask` only.
+    """
+
+    prompt_tokens: np.ndarray  # [B, P] left-padded; P fixed across steps
+    prompt_mask: np.ndarray  # [B, P]
+    tokens: np.ndarray  # [B, G, T]
+    mask: np.ndarray  # [B, G, T]
+    loss_mask: np.ndarray  # [B, G, T]
+    lengths: np.ndarray  # [B, G] real tokens
+    logprobs: np.ndarray  # [B, G, T] behaviour log-probs, 0 off loss_mask
+    texts: list  # B*G decoded responses
+    rewards: np.ndarray  # [B, G]
+    correct: np.ndarray  # [B, G] bool
+    metrics: dict
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RLExtensions:
     """The loop's extension points; None leaves a point out.
@@ -146,6 +168,8 @@ class RLExtensions:
       rewrite: (e) prompts rewritten for all-fail groups.
       dense: (b, d) token rewards from a (possibly online) model.
       advantage: (c) `AdvantageInputs -> [R, T]` advantages, jitted once.
+      rollouts: (g) `(trainer, policy_params, records, key) -> SampledRollouts`
+        replacing the sampler and the reward function (multi-turn environments).
     """
 
     probes: Probes | None = None
@@ -154,10 +178,14 @@ class RLExtensions:
     rewrite: PromptRewrite | None = None
     dense: DenseReward | None = None
     advantage: Callable[[AdvantageInputs], jax.Array] | None = None
+    rollouts: Callable[[Any, Any, list, jax.Array], SampledRollouts] | None = None
 
     def __post_init__(self):
         if self.probes is not None and self.reward_transform is None:
             raise ValueError("RLExtensions.probes needs a reward_transform that reads them")
+        if self.rollouts is not None and self.rewrite is not None:
+            raise ValueError("RLExtensions.rewrite resamples with the trainer's own sampler; "
+                             "it cannot be combined with custom rollouts")
 
 
 # ----------------------------------------------------------------------------- transforms

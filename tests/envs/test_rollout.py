@@ -130,6 +130,7 @@ def test_rollouts_ending_at_different_turns_match_each_rollout_run_alone(params)
     assert len(ro.transcripts[3]) == 2 * 4 - 1
     assert metrics["turns/mean"] == pytest.approx(10 / 4)
     assert metrics["end/done"] == 0.75 and metrics["end/turns"] == 0.25
+    assert ro.infos[:3] == [{"ok": 1.0}] * 3 and ro.infos[3] == {} and metrics["ok"] == 0.75
 
 
 def test_only_waiting_rollouts_reach_the_environment(params):
