@@ -110,3 +110,35 @@ def test_docstring_examples():
     import doctest  # noqa: PLC0415
     from rewardjax.rewards import progress  # noqa: PLC0415
     assert doctest.testmod(progress, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+
+
+def test_prover_progress_on_a_mesh_equals_one_device():
+    from tests.train.test_mesh import _backbone  # noqa: PLC0415
+    from rewardjax import recipes  # noqa: PLC0415
+    from rewardjax.data import synthetic  # noqa: PLC0415
+    from rewardjax.train import OptimizerConfig  # noqa: PLC0415
+    from rewardjax.train.rl import RLConfig, RLTrainer  # noqa: PLC0415
+    from rewardjax.train.rl_extensions import RLExtensions  # noqa: PLC0415
+
+    def run(backbone):
+        pool = synthetic.rl_prompts(8, seed=0, config=recipes.TINY_RL_TASK, split="train")
+        rl = RLConfig(steps=1, prompts_per_step=2, group_size=4, max_new_tokens=8,
+                      prompt_length=48, seed=0)
+        dense = ProverProgressReward(ProgressConfig(rollouts=2, chunk=8))
+        trainer = RLTrainer(
+            model_config=backbone.config, rl=rl, optimizer=OptimizerConfig(lr=1e-2, total_steps=10),
+            tokenizer=backbone.tokenizer, prompts_fn=lambda step, rnd: pool[:2],
+            reward_fn=lambda p, c, **f: np.array([(len(x) % 5) / 4.0 for x in c], np.float32),
+            placement=backbone.placement,
+            extensions=RLExtensions(dense=dense, advantage=ProgressAdvantage()))
+        rollout, metrics = trainer.rollout(trainer.init_state(backbone.params), 0)
+        prompt = backbone.tokenizer.encode("Start with 1. Add 3. What is the result?")
+        values = dense.prefix_values([prompt] * 3, [len(prompt)] * 3, [4] * 3, step=0)
+        return rollout, metrics, values
+
+    want_rollout, want_m, want_v = run(_backbone())
+    got_rollout, got_m, got_v = run(_backbone((2, 2, 2)))
+    np.testing.assert_array_equal(got_rollout.tokens, want_rollout.tokens)
+    np.testing.assert_array_equal(got_v, want_v)
+    assert got_m["pav/prefixes"] == want_m["pav/prefixes"]
+    np.testing.assert_allclose(got_rollout.advantages, want_rollout.advantages, atol=1e-5)
