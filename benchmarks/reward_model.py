@@ -41,13 +41,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from rl_step import load_now, set_threads
+from rl_step import load_now, run_system, spawn_system
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -232,23 +231,11 @@ def run_trl(args, work: Path) -> dict:
 # ----------------------------------------------------------------------------- main
 
 
-def child(args) -> None:
-    work = Path(args.work)
-    if args.system == "rewardjax":
-        set_threads(args.threads, args.xla_flags)
-        out = run_rewardjax(args, work)
-    else:
-        out = run_trl(args, work)
-    out["load1"] = os.getloadavg()[0]
-    k = len(list(work.glob(f"{args.system}_*.json")))
-    (work / f"{args.system}_{k}.json").write_text(json.dumps(out))
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.system:
-        return child(args)
+        return run_system(args, {"rewardjax": run_rewardjax, "trl": run_trl})
     from rewardjax.train import write_result
 
     out_dir = Path(args.out)
@@ -269,9 +256,7 @@ def main(argv=None):
         for r in range(args.runs):
             for system in SYSTEMS:
                 start = time.perf_counter()
-                subprocess.run([sys.executable, __file__, *argv, "--system", system,
-                                "--work", str(work)], check=True)
-                out = json.loads((work / f"{system}_{r}.json").read_text())
+                out = spawn_system(__file__, argv, system, work, r)
                 runs[system].append(out)
                 timed = [row["wall_s"] for row in out["rows"][args.warmup:]]
                 print(f"  run {r} {system:9s}: median step {statistics.median(timed):6.3f}s "

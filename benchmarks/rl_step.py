@@ -46,6 +46,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from importlib import resources
@@ -318,6 +320,26 @@ def set_threads(threads: int, xla_flags: str) -> None:
         flags.append(f"--xla_cpu_multi_thread_eigen={'false' if threads == 1 else 'true'} "
                      f"intra_op_parallelism_threads={threads}")
     os.environ["XLA_FLAGS"] = " ".join(f for f in flags if f).strip()
+
+
+def run_system(args, runners: dict) -> None:
+    """A benchmark's child process: runs `args.system`'s measurement in `args.work` and
+    writes its figures (plus the load seen) where `spawn_system` reads them."""
+    work = Path(args.work)
+    if args.system == "rewardjax":
+        set_threads(args.threads, args.xla_flags)
+    out = runners[args.system](args, work)
+    out["load1"] = os.getloadavg()[0]
+    k = len(list(work.glob(f"{args.system}_*.json")))
+    (work / f"{args.system}_{k}.json").write_text(json.dumps(out))
+
+
+def spawn_system(script: str, argv: list[str], system: str, work: Path, run: int) -> dict:
+    """Runs `script` for one system in a fresh process (torch's and XLA's threads must not
+    share one) and returns the figures of its `run`-th call."""
+    subprocess.run([sys.executable, script, *argv, "--system", system, "--work", str(work)],
+                   check=True)
+    return json.loads((work / f"{system}_{run}.json").read_text())
 
 
 def main(argv=None):

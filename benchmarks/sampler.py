@@ -43,7 +43,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ from importlib import resources
 from pathlib import Path
 
 from reward_model import model_config
-from rl_step import load_now, set_threads
+from rl_step import load_now, run_system, spawn_system
 
 SYSTEMS = ("rewardjax", "transformers")
 PROMPT_SETS = ("equal", "natural")
@@ -235,18 +234,6 @@ def run_transformers(args, work: Path) -> dict:
     return out
 
 
-def child(args) -> None:
-    work = Path(args.work)
-    if args.system == "rewardjax":
-        set_threads(args.threads, args.xla_flags)
-        out = run_rewardjax(args, work)
-    else:
-        out = run_transformers(args, work)
-    out["load1"] = os.getloadavg()[0]
-    k = len(list(work.glob(f"run_{args.system}_*.json")))
-    (work / f"run_{args.system}_{k}.json").write_text(json.dumps(out))
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -276,7 +263,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.system:
-        return child(args)
+        return run_system(args, {"rewardjax": run_rewardjax, "transformers": run_transformers})
     import numpy as np
 
     from rewardjax.train import write_result
@@ -301,9 +288,7 @@ def main(argv=None):
         for r in range(args.runs):
             for system in SYSTEMS:
                 start = time.perf_counter()
-                subprocess.run([sys.executable, __file__, *argv, "--system", system,
-                                "--work", str(work)], check=True)
-                out = json.loads((work / f"run_{system}_{r}.json").read_text())
+                out = spawn_system(__file__, argv, system, work, r)
                 runs[system].append(out)
                 loads.append(out["load1"])
                 e2e = " ".join(f"{name}/b{B} {B * T / statistics.median(out[f'{name}_b{B}']['generate_s']):.0f}"
