@@ -227,9 +227,15 @@ def rl_loss(params, mb: Mapping[str, jax.Array], *, config: ModelConfig, rl: RLC
 
 
 def _record_fields(record) -> dict:
+    """A prompt record's fields: a dataclass, a NamedTuple or a mapping."""
     if dataclasses.is_dataclass(record):
         return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
-    return dict(record)
+    if isinstance(record, tuple) and hasattr(record, "_asdict"):
+        return record._asdict()
+    if isinstance(record, Mapping):
+        return dict(record)
+    raise TypeError(f"RL prompt record {record!r:.80}: expected a dataclass, a NamedTuple or a "
+                    f"mapping with a 'prompt' field, got {type(record).__name__}")
 
 
 def _batch(step, fields, texts, p_tok, p_mask, s_tok, s_mask, s_len, rewards, correct):

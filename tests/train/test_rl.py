@@ -1,5 +1,6 @@
 """The RL loop: a step runs, nothing recompiles after step 1, failures fall back, resume."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -104,6 +105,30 @@ def test_config_errors_are_named():
         RLConfig(prompts_per_step=3, group_size=3, minibatches=2)
     with pytest.raises(ValueError, match="kl_in_reward needs per-token rewards"):
         RLConfig(kl_in_reward=True, kl_coef=0.1, advantage="grpo")
+
+
+def test_records_may_be_namedtuples_and_a_bad_record_is_named():
+    from typing import NamedTuple
+
+    class Prompt(NamedTuple):
+        prompt: str
+        answer: str
+
+    trainer, params = tiny_trainer(minibatches=1)
+    dict_records = [dataclasses.asdict(r) for r in trainer.prompts_fn(0, 0)]
+    seen = []
+
+    def recording_reward(prompts, completions, **fields):
+        seen.append(fields["answer"])
+        return np.zeros(len(completions), np.float32)
+
+    for records in (dict_records, [Prompt(r["prompt"], r["answer"]) for r in dict_records]):
+        trainer.prompts_fn, trainer.reward_fn = (lambda step, rnd, r=records: r), recording_reward
+        trainer.step(trainer.init_state(params), 0)
+    assert seen[0] == seen[1] and len(seen[0]) == len(dict_records) * trainer.rl.group_size
+    trainer.prompts_fn = lambda step, rnd: [("a prompt", "1")] * len(dict_records)
+    with pytest.raises(TypeError, match="RL prompt record .* expected a dataclass, a NamedTuple"):
+        trainer.step(trainer.init_state(params), 0)
 
 
 def _run_worker(out, *, kill_after_checkpoint=None, module="tests.train.rl_worker"):
