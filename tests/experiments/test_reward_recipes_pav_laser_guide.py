@@ -28,3 +28,13 @@ def test_smoke(name, tmp_path, capsys):
     rows = [json.loads(l) for l in (tmp_path / f"rl_{name}.jsonl").read_text().splitlines()]
     assert len(rows) == module.PRESETS["smoke"].recipe.rl.steps
     assert all(USED[name] in row for row in rows), rows[0].keys()
+
+
+def test_guide_hint_is_the_first_step_or_the_records_own():
+    from tests.experiments.conftest import load_experiment  # noqa: PLC0415
+    guide = load_experiment("guide")
+    q = "Start with 12. Subtract 5. Add 3. What is the result?"
+    assert guide.first_step_hint({"prompt": q}) == q + "\nHint: 12 - 5 = 7"
+    assert guide.first_step_hint({"prompt": "Why?", "hint": "look"}) == "Why?\nHint: look"
+    with pytest.raises(ValueError, match="no `hint` field and its prompt is not an arithmetic"):
+        guide.first_step_hint({"prompt": "Why?"})
