@@ -117,7 +117,7 @@ def main(argv=None):
                         c.intermediate_size, c.vocab_size)
     S = int(round(statistics.mean(P + end for end in decode_phases(T))))
     params = init_params(c, jax.random.key(0))
-    # The layout the sampler's decode loop uses on CPU (`sampler._decode_params`).
+    # The layout the sampler's decode loop uses on CPU (`sampler.decode_params`).
     dparams = transformer.unstack_layers(params, out_major=True)
     inv_freq = transformer.rope_inv_freq(c)
     rng = np.random.default_rng(0)

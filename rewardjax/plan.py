@@ -492,6 +492,6 @@ def format_plan(p: Plan, device: str | None = None) -> str:
         lines.append(f"{name:>5} {size // GiB:>4} GiB: {verdict} ({100 * p.total / size:.0f}% used)")
     if p.workload.kind == "sample":
         lines.append("note: XLA on CPU hoists loop-invariant work out of the decode loop (the "
-                     "FSDP all-gathers of the weights, sampler._decode_params' CPU re-layout), "
+                     "FSDP all-gathers of the weights, sampler.decode_params' CPU re-layout), "
                      "so decode's temporaries here can exceed an accelerator's")
     return "\n".join(lines)

@@ -21,6 +21,12 @@ Three jitted pieces, in the style of gemma's sampler:
    length inside a bucket reuses the compiled programs), runs 1 and 2 and reshapes the
    result into `Samples` [B, G, ...].
 
+A decoder that steps several models together (GenARM's guided decoding,
+`search.genarm`) builds its own loop from the same public pieces: `prompt_batch` (pad
+to a bucket), `decode_params` (the weights' decode layout), `prefill`, `decode_phases`
+with `resize_cache` between phases, `advance` (sample from the state's logits),
+`constrain_state` (the state's mesh layout) and `finalize` (into `Samples`).
+
 Randomness: one key per call, split into one key per row at prefill and folded with
 the step index at each step, so each row's draws depend only on (key, row, step): the
 result is the same on one device and on a mesh.
@@ -110,7 +116,7 @@ def stop_table(sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarr
     return table, valid
 
 
-def _advance(state: SamplingState, sampling: SamplerConfig) -> tuple[SamplingState, jax.Array]:
+def advance(state: SamplingState, sampling: SamplerConfig) -> tuple[SamplingState, jax.Array]:
     """Samples completion token `state.step` for every running row and updates the flags.
 
     Returns the new state and the sampled tokens [R] (pad for finished rows).
@@ -150,7 +156,7 @@ def _advance(state: SamplingState, sampling: SamplerConfig) -> tuple[SamplingSta
     return state, token_r
 
 
-def _constrain_state(state: SamplingState) -> SamplingState:
+def constrain_state(state: SamplingState) -> SamplingState:
     c = state.cache
     rows = lambda x: sharding.constrain(x, ("batch",) + (None,) * (x.ndim - 1))  # noqa: E731
     per_layer = lambda xs: tuple(sharding.constrain(x, _CACHE_AXES) for x in xs)  # noqa: E731
@@ -215,10 +221,10 @@ def prefill(params: transformer.Params, prompt_tokens: jax.Array, prompt_mask: j
         keys=jax.random.split(key, R),
         step=jnp.zeros((), jnp.int32),
     )
-    return _constrain_state(state)
+    return constrain_state(state)
 
 
-def _decode_params(params: transformer.Params) -> transformer.Params:
+def decode_params(params: transformer.Params) -> transformer.Params:
     """The weights in the layout the decode loop reads fastest on this backend.
 
     On CPU, XLA copies a layer's weights out of the stacked arrays at every step, and
@@ -249,7 +255,7 @@ def decode_phases(max_new_tokens: int) -> tuple[int, ...]:
     return tuple(max_new_tokens * (i + 1) // n for i in range(n))
 
 
-def _resize_cache(cache: KVCache, length: int) -> KVCache:
+def resize_cache(cache: KVCache, length: int) -> KVCache:
     """The cache cut or zero-padded to `length` slots (its filled slots must fit)."""
     def fit(x, axis):
         if x.shape[axis] >= length:
@@ -271,27 +277,27 @@ def decode(params: transformer.Params, state: SamplingState, *, config: ModelCon
     in `decode_phases` (a phase whose rows are all done exits at once); the returned
     cache has the length it came in with.
     """
-    params = _decode_params(params)
+    params = decode_params(params)
     prompt_len = state.cache.mask.shape[1] - sampling.max_new_tokens
 
     def body(st: SamplingState):
-        st, token_r = _advance(st, sampling)
+        st, token_r = advance(st, sampling)
         hidden_r1d, cache = transformer.apply(params, token_r[:, None], config=config,
                                               cache=st.cache, output="hidden")
         logits_rv = transformer.project(params, hidden_r1d, config=config)[:, 0]
-        return _constrain_state(st._replace(cache=cache, logits=logits_rv))
+        return constrain_state(st._replace(cache=cache, logits=logits_rv))
 
     for end in decode_phases(sampling.max_new_tokens):
         def cond(st: SamplingState, end=end):
             return (st.step < end) & ~jnp.all(st.done)
 
-        state = _constrain_state(state._replace(cache=_resize_cache(state.cache, prompt_len + end)))
+        state = constrain_state(state._replace(cache=resize_cache(state.cache, prompt_len + end)))
         state = jax.lax.while_loop(cond, body, state)
     return state  # the last phase ends at `max_new_tokens`: the cache is full length again
 
 
 @functools.partial(jax.jit, static_argnames=("num_samples",))
-def _finalize(state: SamplingState, *, num_samples: int) -> Samples:
+def finalize(state: SamplingState, *, num_samples: int) -> Samples:
     R, T = state.tokens.shape
     shape = (R // num_samples, num_samples)
     mask = jnp.arange(T)[None, :] < state.lengths[:, None]
@@ -322,7 +328,7 @@ def sample(params: transformer.Params, prompts, key: jax.Array | None = None, *,
     Returns:
       `Samples` with tokens/mask/logprobs [B, G, T] and lengths/finish_reason [B, G].
     """
-    tokens_bp, mask_bp = _prompt_batch(prompts, prompt_mask, config=config, sampling=sampling)
+    tokens_bp, mask_bp = prompt_batch(prompts, prompt_mask, config=config, sampling=sampling)
     if key is None:
         if not sampling.greedy:
             raise ValueError(f"sampling at temperature {sampling.temperature} needs a PRNG key")
@@ -331,10 +337,10 @@ def sample(params: transformer.Params, prompts, key: jax.Array | None = None, *,
         raise ValueError(f"SamplerConfig.top_k={sampling.top_k} exceeds vocab_size={config.vocab_size}")
     state = prefill(params, tokens_bp, mask_bp, key, config=config, sampling=sampling)
     state = decode(params, state, config=config, sampling=sampling)
-    return _finalize(state, num_samples=sampling.num_samples)
+    return finalize(state, num_samples=sampling.num_samples)
 
 
-def _prompt_batch(prompts, prompt_mask, *, config: ModelConfig, sampling: SamplerConfig):
+def prompt_batch(prompts, prompt_mask, *, config: ModelConfig, sampling: SamplerConfig):
     """[B, P_bucket] tokens and mask, left-padded with zeros up to the bucket length."""
     if isinstance(prompts, (list, tuple)):
         if prompt_mask is not None:

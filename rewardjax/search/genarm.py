@@ -44,9 +44,9 @@ from rewardjax.models.config import ModelConfig
 from rewardjax.sampling.config import SamplerConfig
 from rewardjax.sampling.controls import token_logprobs
 from rewardjax.sampling.logprobs import sequence_logprobs
-from rewardjax.sampling.sampler import (Samples, SamplingState, _advance, _constrain_state,
-                                        _decode_params, _finalize, _prompt_batch,
-                                        _resize_cache, decode_phases, prefill)
+from rewardjax.sampling.sampler import (Samples, SamplingState, advance, constrain_state,
+                                        decode_params, decode_phases, finalize, prefill,
+                                        prompt_batch, resize_cache)
 
 # ----------------------------------------------------------------------------- training
 
@@ -186,7 +186,7 @@ def guided_decode(base_params, rm_params, state: GuidedState, weight: jax.Array,
     Both caches advance by one token per step inside one `lax.while_loop` per decode
     phase (`sampling.sampler.decode_phases`), as `sampling.decode` does for one model.
     """
-    base_params, rm_params = _decode_params(base_params), _decode_params(rm_params)
+    base_params, rm_params = decode_params(base_params), decode_params(rm_params)
     T = sampling.max_new_tokens
     prompt_len = state.policy.cache.mask.shape[1] - T
 
@@ -199,23 +199,23 @@ def guided_decode(base_params, rm_params, state: GuidedState, weight: jax.Array,
         pol, rew = st.policy, st.reward
         active_r = ~pol.done
         guided_rv = guided_logits(pol.logits, rew.logits, weight)
-        pol, token_r = _advance(pol._replace(logits=guided_rv), sampling)
+        pol, token_r = advance(pol._replace(logits=guided_rv), sampling)
         rm_logp_r = jnp.where(active_r, token_logprobs(rew.logits, token_r), 0.0)
         rm_logprobs = jax.lax.dynamic_update_slice(rew.logprobs, rm_logp_r[:, None],
                                                    (0, rew.step))
         logits_rv, cache = forward(base_params, base_config, token_r, pol.cache)
         rm_logits_rv, rm_cache = forward(rm_params, rm_config, token_r, rew.cache)
         return GuidedState(
-            policy=_constrain_state(pol._replace(cache=cache, logits=logits_rv)),
-            reward=_constrain_state(rew._replace(cache=rm_cache, logits=rm_logits_rv,
+            policy=constrain_state(pol._replace(cache=cache, logits=logits_rv)),
+            reward=constrain_state(rew._replace(cache=rm_cache, logits=rm_logits_rv,
                                                  logprobs=rm_logprobs, step=rew.step + 1)))
 
     for end in decode_phases(T):
         def cond(st: GuidedState, end=end):
             return (st.policy.step < end) & ~jnp.all(st.policy.done)
 
-        state = GuidedState(*(_constrain_state(s._replace(
-            cache=_resize_cache(s.cache, prompt_len + end))) for s in state))
+        state = GuidedState(*(constrain_state(s._replace(
+            cache=resize_cache(s.cache, prompt_len + end))) for s in state))
         state = jax.lax.while_loop(cond, body, state)
     return state
 
@@ -241,7 +241,7 @@ def genarm_sample(base_params, rm_params, prompts, key: jax.Array | None = None,
     """
     _check_pair(base_config, rm_config)
     weight = guidance_weight(beta)
-    tokens_bp, mask_bp = _prompt_batch(prompts, prompt_mask, config=base_config,
+    tokens_bp, mask_bp = prompt_batch(prompts, prompt_mask, config=base_config,
                                        sampling=sampling)
     if key is None:
         if not sampling.greedy:
@@ -256,7 +256,7 @@ def genarm_sample(base_params, rm_params, prompts, key: jax.Array | None = None,
         reward=prefill(rm_params, tokens_bp, mask_bp, key, config=rm_config, sampling=sampling))
     state = guided_decode(base_params, rm_params, state, jnp.float32(weight),
                           base_config=base_config, rm_config=rm_config, sampling=sampling)
-    samples = _finalize(state.policy, num_samples=sampling.num_samples)
+    samples = finalize(state.policy, num_samples=sampling.num_samples)
     B, G, T = samples.tokens.shape
     return GuidedSamples(samples=samples,
                          reward_logprobs=state.reward.logprobs.reshape(B, G, T))
