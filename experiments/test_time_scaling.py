@@ -42,6 +42,7 @@ from rewardjax.data import pipeline as pl
 from rewardjax.data.records import StepSolution
 from rewardjax.data.synthetic import arithmetic
 from rewardjax.data.tokenizer import eos_ids
+from rewardjax.rewards.self_reward import auroc
 from rewardjax.search.search import SearchResult
 from rewardjax.sharding import MeshConfig
 from rewardjax.train import make_batch_fn, placement as placement_lib, prm, run_stage, write_result
@@ -280,6 +281,12 @@ def evaluate(policy, scorers, config: Config, key) -> dict[str, dict[int, dict]]
         out.setdefault("pass_at_n", {})[n] = {
             "accuracy": float(np.mean([any(c) for c in correct])),
             "tokens": cost["generated"] / B, "flops": _flops(cost, P, 0) / B}
+        process = process_diagnostics(problems, res, scores["prm_min"])
+        out.setdefault("pass_at_n_process", {})[n] = {
+            "accuracy": process.pop("pass_at_n_process"), "tokens": cost["generated"] / B,
+            "flops": _flops(cost, P, 0) / B}
+        if n == config.report_n:
+            out["process"] = process
 
         er = search.early_rejection(gen, questions, k, n=n, scorer=prm_s,
                                     reject_steps=config.reject_steps,
@@ -299,6 +306,24 @@ def evaluate(policy, scorers, config: Config, key) -> dict[str, dict[int, dict]]
         print(f"N={n}: " + " ".join(f"{m}={v[n]['accuracy']:.3f}" for m, v in out.items()
                                     if n in v), flush=True)
     return out
+
+
+def process_diagnostics(problems, res: SearchResult, prm_scores) -> dict[str, float]:
+    """How the samples reach their answers, by the task's step check: the share of
+    samples whose every line is right (`process_correct`), the share of right answers
+    reached through a wrong line (`right_via_wrong_steps`), the share of problems with a
+    process-correct sample (`pass_at_n_process`, what a perfect PRM can pick), and the
+    PRM's AUROC (aggregated score) against process and answer correctness."""
+    proc, ans, s = [], [], []
+    for p, cands, answers, scores in zip(problems, res.candidates, res.answers, prm_scores):
+        proc.append([arithmetic.check_steps(p, c.text) == -1 for c in cands])
+        ans.append([a == p.answer for a in answers])
+        s.append(np.asarray(scores))
+    flat_p, flat_a, flat_s = (np.concatenate(x) for x in (proc, ans, s))
+    return {"process_correct": float(flat_p.mean()),
+            "right_via_wrong_steps": float((flat_a & ~flat_p).sum() / max(flat_a.sum(), 1)),
+            "pass_at_n_process": float(np.mean([any(x) for x in proc])),
+            "prm_auroc_process": auroc(flat_s, flat_p), "prm_auroc_answer": auroc(flat_s, flat_a)}
 
 
 def _agg(cands, how) -> np.ndarray:
@@ -331,10 +356,10 @@ def plot(curves: dict, out: Path, report_n: int) -> Path:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for method, by_n in curves.items():
-        if not by_n:
+        if not by_n or method == "process":
             continue
         ns = sorted(by_n)
-        style = "k:" if method == "pass_at_n" else "-o"
+        style = {"pass_at_n": "k:", "pass_at_n_process": "k--"}.get(method, "-o")
         for ax, x in zip(axes, ("tokens", "flops")):
             ax.plot([by_n[n][x] for n in ns], [by_n[n]["accuracy"] for n in ns], style,
                     label=method, markersize=3)
@@ -380,11 +405,12 @@ def run(config: Config, out: Path) -> dict:
         pass1 = _accuracy(g, [p.answer for p in problems])
         print(f"greedy pass@1 on {config.eval_steps}-step problems: {pass1:.3f}", flush=True)
         curves = evaluate(policy, scorers, config, jax.random.fold_in(key, 1))
+    process = curves.pop("process")
     (out / "curves.json").write_text(json.dumps(
         {m: {str(n): v for n, v in by_n.items()} for m, by_n in curves.items()}, indent=1))
     plot(curves, out, config.report_n)
     n = config.report_n
-    result = {"greedy_pass1": pass1}
+    result = {"greedy_pass1": pass1, **{f"{k}_{n}": round(v, 4) for k, v in process.items()}}
     for m, by_n in curves.items():
         if n in by_n:
             result[f"{m}_{n}"] = by_n[n]["accuracy"]

@@ -25,3 +25,25 @@ def test_smoke_writes_the_figures_and_the_plot(tmp_path, capsys):
     curves = json.loads((out / "curves.json").read_text())
     assert set(curves["beam"]) == {"1", "2"} and curves["beam"]["2"]["flops"] > 0
     assert "early_rejection_token_saving" in result
+
+
+def test_process_diagnostics_separates_right_lines_from_lucky_answers():
+    import numpy as np
+
+    from rewardjax.data.synthetic import arithmetic
+    from rewardjax.search import Candidate, SearchResult
+
+    module = load_experiment("test_time_scaling")
+    p = arithmetic.Problem(start=3, ops=("+", "-"), operands=(2, 1))  # 3 + 2 = 5, 5 - 1 = 4
+    texts = ["3 + 2 = 5\n5 - 1 = 4\nAnswer: 4",   # right line by line
+             "3 + 2 = 6\n6 - 2 = 4\nAnswer: 4",   # right answer through a wrong line
+             "3 + 2 = 5\n5 - 2 = 3\nAnswer: 3"]   # wrong
+    cands = [Candidate(text=t, finished=True, step_scores=np.zeros(3), steps=(), tokens=1)
+             for t in texts]
+    res = SearchResult(candidates=[cands], scores=[np.zeros(3)],
+                       answers=[[arithmetic.extract_answer(t) for t in texts]], chosen=[0],
+                       cost={})
+    d = module.process_diagnostics([p], res, [np.array([0.9, 0.2, 0.5])])
+    assert d["process_correct"] == 1 / 3 and d["right_via_wrong_steps"] == 0.5
+    assert d["pass_at_n_process"] == 1.0
+    assert d["prm_auroc_process"] == 1.0 and d["prm_auroc_answer"] == 0.5
