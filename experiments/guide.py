@@ -16,7 +16,7 @@ Deviations of `tiny`: grpo_arith's ~1M-parameter model on its task, 30 steps of 
 the hint is the solution's first step (`Hint: 4 + 3 = 7`, the paper's hints are partial
 solutions written by a stronger model); the SFT warm start shows a hint on
 `hint_fraction` of its prompts (always with a worked solution) so that the model reads
-hints, as the paper's instruction-tuned models do; prompts padded to 72 tokens to fit a
+hints, as the paper's instruction-tuned models do; prompts padded to 64 tokens to fit a
 hint. `paper`: a local Qwen2.5-7B-Instruct; its hints need a `hint` field in the records.
 
     python experiments/guide.py --preset tiny
@@ -79,7 +79,7 @@ class GuideConfig:
                              f"{self.difficulty_samples} and {self.eval_every}")
 
 
-TINY_RL = dataclasses.replace(TINY_GRPO, prompt_length=72)
+TINY_RL = dataclasses.replace(TINY_GRPO, prompt_length=64)  # a hinted prompt: <= 55 tokens
 TINY = GuideConfig(recipe=RLRecipe(
     rl=TINY_RL, sft_buckets=(96,),
     rl_optimizer=OptimizerConfig(lr=5e-5, warmup_steps=5, total_steps=30, min_lr_ratio=1.0)))
