@@ -30,6 +30,7 @@ CI_PARAMETERS = {
     "03_process_rewards": {"SFT_STEPS": 20, "STEPS": 40, "NUM_TRAIN": 256, "NUM_TEST": 128},
     "04_grpo_and_editing_a_loss": {"SFT_STEPS": 20, "RL_STEPS": 2, "PROMPTS_PER_STEP": 4,
                                    "GROUP_SIZE": 4, "EVAL_PROBLEMS": 16},
+    "05_test_time_scaling": {"PRESET": "smoke", "NUM_EVAL": 4, "NS": [1, 2], "SHOW_N": 2},
 }
 
 
