@@ -6,7 +6,7 @@ and its layout is checked once:
 
     r_name  = |names(G) ∩ names(P)| / |names(G) ∪ names(P)|               ∈ [0, 1]
     r_param = Σ_(g,p) matched |keys(g) ∩ keys(p)| / |keys(g) ∪ keys(p)|   ∈ [0, |G|]
-    r_value = Σ_(g,p) matched Σ_(k ∈ keys(g)) 1[g[k] = p[k]]              ∈ [0, Σ_g |keys(g)|]
+    r_value = Σ_(g,p) matched Σ_(k ∈ keys(g)) 1[g[k] = p[k]]     ∈ [0, Σ_g |keys(g)|]
     S_max   = 1 + |G| + Σ_g |keys(g)|
     R_correct = 6 · (r_name + r_param + r_value) / S_max − 3               ∈ [−3, 3]
     R_format  = 1 if the response's tags are all present and in order, else 0
