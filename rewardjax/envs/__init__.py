@@ -1,5 +1,8 @@
 """Environments for agentic RL: tools and multi-turn environments, and the sandbox that runs model-written code (never in the trainer's process)."""
 
+from rewardjax.envs.base import Environment, Transition, Turn
+from rewardjax.envs.calculator import CalculatorConfig, CalculatorEnv
+from rewardjax.envs.rollout import EndReason, MultiTurnDriver, RolloutConfig, Rollouts, append_tokens
 from rewardjax.envs.sandbox import (
     Capabilities,
     InvalidLimitError,
@@ -13,17 +16,33 @@ from rewardjax.envs.sandbox import (
     run,
     run_many,
 )
+from rewardjax.envs.tool_rewards import ToolCall, tool_reward
+from rewardjax.envs.training import EnvRollouts, env_pass_at_1
 
 __all__ = [
+    "CalculatorConfig",
+    "CalculatorEnv",
     "Capabilities",
+    "EndReason",
+    "EnvRollouts",
+    "Environment",
     "InvalidLimitError",
     "InvalidProgramError",
     "Limits",
+    "MultiTurnDriver",
     "PythonProgram",
     "Reason",
     "Result",
+    "RolloutConfig",
+    "Rollouts",
     "SQLProgram",
+    "ToolCall",
+    "Transition",
+    "Turn",
+    "append_tokens",
     "capabilities",
+    "env_pass_at_1",
     "run",
     "run_many",
+    "tool_reward",
 ]

@@ -1,11 +1,13 @@
 """Each experiment's tiny path end to end at a reduced size, and every preset loads."""
 
+from pathlib import Path
+
 import pytest
 
 from tests.experiments.conftest import load_experiment
 
-NAMES = ("bradley_terry_rm", "process_rm", "implicit_prm", "multi_objective_rm", "grpo_arith",
-         "dr_grpo", "dapo", "ppo_arith", "dpo_arith", "tina_lora_grpo")
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+NAMES = tuple(sorted(p.stem for p in EXPERIMENTS.glob("*.py")))
 
 
 @pytest.mark.parametrize("name", NAMES)
