@@ -4,7 +4,8 @@ Exported here: verifiers, shaping, composition and isolation. The recipes' rewar
 imported from their modules (some need the trainer, which imports this package):
 `scalar_rm` (a Bradley–Terry RM as a batched scorer for `RewardModelReward`),
 `confidence` (RLCR), `probability` (RLPR, log-likelihood rewards, std filter), `dense`
-(PRIME's online implicit PRM), `steps` (rule-based step rewards), `noise` (flipped rewards).
+(PRIME's online implicit PRM), `steps` (rule-based step rewards), `noise` (flipped rewards),
+`progress` (PAV's progress under a prover), `self_reward` (LaSeR's last-token self-reward).
 """
 
 from rewardjax.rewards.combine import CombinedReward, RewardOutput, RewardSpec
