@@ -13,11 +13,13 @@ the distilled (SFT-only) judge it starts from. Accuracy is scored in both orders
 half), so position bias cannot help; unparsable verdicts are counted, never guessed.
 
 How `tiny` deviates: the teacher is a program (`judges.traces`): on the synthetic
-arithmetic task (`recipes.TINY_RM_TASK`) it solves the problem, then compares both
-final answers with its own (RM-R1's rubric for reasoning tasks: solve first, then
-judge): "5 + 2 = 7", "7 - 1 = 6", "A: 6 right", "B: 5 wrong", "Verdict: A". The judge
-is a 2-layer width-64 model trained from scratch with a short SFT budget, so the
-SFT-only judge is imperfect and RL has room; 4k training pairs, 256 held out.
+arithmetic task (`recipes.TINY_RM_TASK`) it notes both final answers, solves the problem,
+and checks each answer against its own (RM-R1's rubric for reasoning tasks: solve, then
+judge): "A: 6", "B: 5", "5 + 2 = 7", "7 - 1 = 6", "Answer: 6", "A: 6 right", "B: 5
+wrong", "Verdict: A". The
+judge is a 2-layer width-64 model, first trained on correct solutions (the stand-in for
+the instruct LM RM-R1 starts from), then distilled with a short budget, so the SFT-only
+judge is imperfect and RL has room; 4k training pairs, 256 held out.
 `paper` is RM-R1's Qwen2.5-Instruct-7B setting (local directory; distillation then
 GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written task.
 
@@ -28,6 +30,7 @@ GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written ta
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -45,8 +48,11 @@ from rewardjax.train.state import OptimizerConfig
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     """Attributes:
-      num_train, num_test: training pairs (traces for SFT, prompts + labels for GRPO)
-        and held-out pairs (test split).
+      num_train, num_test: training pairs (prompts + labels for GRPO) and held-out
+        pairs (test split).
+      num_sft: the first this-many training pairs' traces are distilled (SFT); None: all.
+      solver: SFT on correct solutions first (the stand-in for the instruct LM RM-R1
+        starts from; `judges.solver_warm_start`); steps 0: the judge starts from scratch.
       sft: the distillation stage on the teacher's traces.
       rl: GRPO on the judge (`accuracy_reward` must be "verdict").
       format_weight: weight of the strict-format reward next to the verdict reward.
@@ -60,22 +66,27 @@ class Config:
     task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
     num_train: int = 4096
     num_test: int = 256
+    num_sft: int | None = None
+    solver: recipes.SFTConfig = recipes.SFTConfig(steps=300, response_window=48)
     sft: recipes.SFTConfig = recipes.SFTConfig(
-        steps=150, batch_size=32, response_window=56,
-        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=150, weight_decay=0.01))
-    rl: RLConfig = RLConfig(steps=40, prompts_per_step=16, group_size=8, max_new_tokens=56,
+        steps=200, batch_size=32, response_window=72,
+        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=200, weight_decay=0.01))
+    rl: RLConfig = RLConfig(steps=60, prompts_per_step=16, group_size=8, max_new_tokens=72,
                             prompt_length=192, temperature=1.0, advantage="grpo",
                             reduction="token_mean", kl_coef=0.0, accuracy_reward="verdict")
-    rl_optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, warmup_steps=5, total_steps=40,
+    rl_optimizer: OptimizerConfig = OptimizerConfig(lr=1e-3, warmup_steps=5, total_steps=60,
                                                     min_lr_ratio=1.0)
     format_weight: float = 0.5
     prompt_length: int = 192
-    max_new_tokens: int = 56
+    max_new_tokens: int = 72
     eval_batch: int = 128
     log: LogConfig = LogConfig()
     seed: int = 0
 
     def __post_init__(self):
+        if self.num_sft is not None and not 1 <= self.num_sft <= self.num_train:
+            raise ValueError(f"num_sft must be in [1, num_train={self.num_train}] or None, "
+                             f"got {self.num_sft}")
         if self.rl.accuracy_reward != "verdict":
             raise ValueError(f"rl.accuracy_reward must be 'verdict', got {self.rl.accuracy_reward!r}")
         if self.rl.prompt_length < self.prompt_length:
@@ -93,6 +104,7 @@ PRESETS = {
         backbone=recipes.BackboneConfig(hf_path="checkpoints/Qwen2.5-7B-Instruct",
                                         compute_dtype="bfloat16", remat="full"),
         task=arithmetic.ArithmeticConfig(), num_train=64_000, num_test=2_000,
+        solver=recipes.SFTConfig(steps=0),  # the instruct model already solves
         sft=recipes.SFTConfig(steps=2_000, batch_size=128, response_window=None,
                               optimizer=OptimizerConfig(lr=5e-6, warmup_steps=100,
                                                         total_steps=2_000)),
@@ -105,7 +117,8 @@ PRESETS = {
 # Every stage at a size that runs in seconds; its figures measure nothing.
 PRESETS["smoke"] = dataclasses.replace(
     PRESETS["tiny"], backbone=recipes.BackboneConfig(num_layers=1),
-    num_train=64, num_test=8, sft=dataclasses.replace(PRESETS["tiny"].sft, steps=4),
+    num_train=64, num_test=8, solver=dataclasses.replace(PRESETS["tiny"].solver, steps=4),
+    sft=dataclasses.replace(PRESETS["tiny"].sft, steps=4),
     rl=dataclasses.replace(PRESETS["tiny"].rl, steps=2, prompts_per_step=2, group_size=2),
     eval_batch=8)
 
@@ -123,14 +136,21 @@ def pair_traces(n: int, *, seed: int, config: Config, split: str) -> list[judges
     return out
 
 
-def held_out_accuracy(params, backbone, pairs: list[tuple[str, str, str]], config: Config) -> dict:
-    """Greedy judgments in both orders: accuracy, parse failures, position bias."""
+def held_out_accuracy(params, backbone, pairs: list[tuple[str, str, str]], config: Config, *,
+                      dump: Path | None = None) -> dict:
+    """Greedy judgments in both orders: accuracy, parse failures, position bias; with
+    `dump`, every judgment is written there (one JSON line per pair)."""
     judge = judges.GenerativeJudge(params, config=backbone.config, tokenizer=backbone.tokenizer,
                                    prompt_length=config.prompt_length,
                                    max_new_tokens=config.max_new_tokens,
                                    batch_size=config.eval_batch, placement=backbone.placement)
     q, chosen, rejected = (list(x) for x in zip(*pairs))
     votes = judges.pairwise_votes(judge, q, chosen, rejected, None)
+    if dump is not None:
+        with open(dump, "w") as f:
+            for row, texts, pair in zip(votes.votes, votes.texts, pairs):
+                f.write(json.dumps({"pair": pair, "votes_chosen_first": row.tolist(),
+                                    "judgments": texts}) + "\n")
     return {"accuracy": judges.pairwise_accuracy(judges.vote(votes.votes)),
             "parse_failures": votes.failures.total(),
             "position_bias": votes.position_bias}
@@ -146,10 +166,15 @@ def run(config: Config, out: Path) -> dict:
         bad = arithmetic.corrupted(i, seed=config.seed + 1, config=config.task, split="test")
         test_pairs.append((bad.problem.question, arithmetic.solve(bad.problem).text, bad.text))
 
-    params = recipes.sft_warm_start(backbone, [t.sft_example() for t in train], sft=config.sft,
+    distilled = train[:config.num_sft]
+    solver = judges.solver_warm_start(backbone, config.task, sft=config.solver, out_dir=out,
+                                      seed=config.seed, log=config.log)
+    params = recipes.sft_warm_start(backbone._replace(params=solver),
+                                    [t.sft_example() for t in distilled], sft=config.sft,
                                     buckets=(config.prompt_length + config.max_new_tokens,),
                                     out_dir=out, seed=config.seed, log=config.log)
-    sft = held_out_accuracy(params, backbone, test_pairs, config)
+    sft = held_out_accuracy(params, backbone, test_pairs, config,
+                            dump=out / "judgments_sft.jsonl")
     print(f"SFT-only judge: {sft}", flush=True)
 
     trainer, reward = judges.judge_grpo_trainer(
@@ -159,7 +184,8 @@ def run(config: Config, out: Path) -> dict:
     state = trainer.run(trainer.init_state(params), logger=logger)
     logger.close()
     reward.close()
-    grpo = held_out_accuracy(trainer.policy(state), backbone, test_pairs, config)
+    grpo = held_out_accuracy(trainer.policy(state), backbone, test_pairs, config,
+                             dump=out / "judgments_grpo.jsonl")
     print(f"GRPO judge: {grpo}", flush=True)
     plot_curves(out / "rl.jsonl", ["reward/verdict/mean", "reward/format/mean", "entropy",
                                    "response/length"], out / "rl_curves.png",

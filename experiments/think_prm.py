@@ -14,11 +14,13 @@ on correct ones). A judgment whose verdict does not parse counts as wrong and is
 counted (`parse_failures`), never read as "no error".
 
 How `tiny` deviates: the chains are written by a program that knows each step
-(`judges.first_error_trace`: "Step 2: 7 - 1 = 6 not 5", cut at the first error, as
-ThinkPRM keeps only chains whose step labels match ProcessBench-style gold labels)
+(`judges.first_error_trace`: "Step 2: 7 - 1 = 5 wrong", each step copied and judged,
+cut at the first error, as ThinkPRM keeps only chains whose step labels match
+ProcessBench-style gold labels)
 instead of QwQ-32B samples filtered against PRM800K; the task is
-`recipes.TINY_RM_TASK`; the verifier is a 2-layer width-64 model trained from scratch
-(ThinkPRM fine-tunes R1-Distill-Qwen-1.5B/14B on 1k chains). `paper` points at a local
+`recipes.TINY_RM_TASK`; the verifier is a 2-layer width-64 model, first trained on
+correct solutions (the stand-in for the reasoning LM ThinkPRM starts from), then on the
+chains (ThinkPRM fine-tunes R1-Distill-Qwen-1.5B/14B on 1k chains). `paper` points at a local
 R1-Distill-Qwen-1.5B directory with ThinkPRM's 1k-chain budget.
 
     python experiments/think_prm.py --preset tiny
@@ -27,6 +29,7 @@ R1-Distill-Qwen-1.5B directory with ThinkPRM's 1k-chain budget.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -45,8 +48,10 @@ from rewardjax.train.state import OptimizerConfig
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     """Attributes:
-      num_train: verification chains (half of the solutions corrupted).
+      num_train: verification chains; `train_error_rate` of the solutions corrupted.
       num_test: held-out solutions (half corrupted) for first-error F1.
+      solver: SFT on correct solutions first (the stand-in for ThinkPRM's reasoning
+        LM; `judges.solver_warm_start`); steps 0: the verifier starts from scratch.
       sft: the verifier's training on the chains.
       prompt_length, max_new_tokens: verifier prompt bucket and longest chain.
     """
@@ -55,7 +60,9 @@ class Config:
     mesh: MeshConfig = MeshConfig()
     task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
     num_train: int = 8192
+    train_error_rate: float = 0.5
     num_test: int = 512
+    solver: recipes.SFTConfig = recipes.SFTConfig(steps=300, response_window=48)
     sft: recipes.SFTConfig = recipes.SFTConfig(
         steps=400, batch_size=32, response_window=96,
         optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=400, weight_decay=0.01))
@@ -64,6 +71,11 @@ class Config:
     eval_batch: int = 128
     log: LogConfig = LogConfig()
     seed: int = 0
+
+    def __post_init__(self):
+        if not 0.0 < self.train_error_rate < 1.0:
+            raise ValueError(f"train_error_rate must be in (0, 1) so the chains hold both "
+                             f"verdict kinds, got {self.train_error_rate}")
 
 
 HEADLINE = ("f1", "error_accuracy", "correct_accuracy", "parse_failures")
@@ -74,6 +86,7 @@ PRESETS = {
         backbone=recipes.BackboneConfig(hf_path="checkpoints/DeepSeek-R1-Distill-Qwen-1.5B",
                                         compute_dtype="bfloat16", remat="full"),
         task=arithmetic.ArithmeticConfig(), num_train=1_000, num_test=3_400,
+        solver=recipes.SFTConfig(steps=0),  # R1-Distill already reasons
         sft=recipes.SFTConfig(steps=300, batch_size=16, response_window=None,
                               optimizer=OptimizerConfig(lr=6e-5, warmup_steps=10,
                                                         total_steps=300)),
@@ -81,12 +94,14 @@ PRESETS = {
 }
 PRESETS["smoke"] = dataclasses.replace(
     PRESETS["tiny"], backbone=recipes.BackboneConfig(num_layers=1), num_train=64, num_test=8,
+    solver=dataclasses.replace(PRESETS["tiny"].solver, steps=4),
     sft=dataclasses.replace(PRESETS["tiny"].sft, steps=4), eval_batch=8)
 
 
 def chains(n: int, *, seed: int, config: Config, split: str) -> list[judges.Trace]:
     return [judges.first_error_trace(s.problem, s.steps)
-            for s in arithmetic.solutions(n, seed=seed, config=config.task, split=split)]
+            for s in arithmetic.solutions(n, seed=seed, config=config.task, split=split,
+                                          error_rate=config.train_error_rate)]
 
 
 def predicted_first_errors(verdicts: list[judges.Verdict], num_steps: list[int]) -> np.ndarray:
@@ -102,7 +117,10 @@ def run(config: Config, out: Path) -> dict:
     out = Path(out)
     backbone = recipes.load_backbone(config.backbone, jax.random.key(config.seed), config.mesh)
     train = chains(config.num_train, seed=config.seed, config=config, split="train")
-    params = recipes.sft_warm_start(backbone, [t.sft_example() for t in train], sft=config.sft,
+    solver = judges.solver_warm_start(backbone, config.task, sft=config.solver, out_dir=out,
+                                      seed=config.seed, log=config.log)
+    params = recipes.sft_warm_start(backbone._replace(params=solver),
+                                    [t.sft_example() for t in train], sft=config.sft,
                                     buckets=(config.prompt_length + config.max_new_tokens,),
                                     out_dir=out, seed=config.seed, log=config.log)
 
@@ -117,6 +135,10 @@ def run(config: Config, out: Path) -> dict:
     verdicts = [row[0] for row in out_j.verdicts]
     pred = predicted_first_errors(verdicts, [len(s.steps) for s in test])
     gold = np.array([s.first_error for s in test], np.int64)
+    with open(out / "judgments.jsonl", "w") as f:
+        for s, text, g, q in zip(test, out_j.texts, gold, pred):
+            f.write(json.dumps({"solution": s.text, "first_error": int(g),
+                                "predicted": int(q), "judgment": text[0]}) + "\n")
     scores = rm_eval.processbench_scores(pred, gold)
     base = {k: rm_eval.processbench_scores(v, gold).f1 for k, v in
             baseline_first_errors([len(s.steps) for s in test], seed=config.seed).items()}

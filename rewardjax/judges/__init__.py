@@ -30,4 +30,4 @@ from rewardjax.judges.scoring import (PairwiseJudge, PairwiseScores, PointwiseJu
                                       encode_forced, verdict_token_ids)
 from rewardjax.judges.traces import (Trace, first_error_trace, pairwise_trace, pairwise_traces,
                                      pointwise_trace)
-from rewardjax.judges.training import judge_grpo_trainer
+from rewardjax.judges.training import judge_grpo_trainer, solver_warm_start

@@ -7,9 +7,9 @@ QwQ-32B filtered by ProcessBench labels). On the synthetic task
 (`data.synthetic.arithmetic`) the check is exact, so a program writes the critique a
 judge should learn: work out what decides, then the verdict.
 
-    pairwise     "5 + 2 = 7\\n7 - 1 = 6\\nA: 6 right\\nB: 5 wrong\\nVerdict: A"   solve,
-                                                 then check each final answer
-    first error  "Step 1: 5 + 2 = 7 ok\\nStep 2: 7 - 1 = 6 not 5\\nVerdict: 2"
+    pairwise     "A: 6\\nB: 5\\n5 + 2 = 7\\n7 - 1 = 6\\nAnswer: 6\\nA: 6 right\\nB: 5 wrong\\n
+                  Verdict: A"    note both answers, solve, check each answer
+    first error  "Step 1: 5 + 2 = 7 ok\\nStep 2: 7 - 1 = 5 wrong\\nVerdict: 2"
     pointwise    "Verdict: Yes"                      (no rationale: the one-pass judge)
 """
 
@@ -39,25 +39,43 @@ def _expected(problem: arithmetic.Problem) -> tuple[str, ...]:
 
 def pairwise_trace(problem: arithmetic.Problem, response_a: str, response_b: str, *,
                    conditioning: formats.Conditioning = formats.NONE) -> Trace:
-    """The pairwise judgment of two responses of which exactly one is correct: solve
-    the problem, compare each response's final answer with the solution's, pick the
-    one that matches. RM-R1 (arXiv:2505.02387) judges reasoning tasks this way: the
-    judge first writes its own solution, then evaluates the responses against it."""
+    """The pairwise judgment of two responses of which exactly one is correct: note each
+    response's final answer, solve the problem, check each noted answer against the
+    solution's, pick the one that matches. RM-R1 ("RM-R1: Reward Modeling as
+    Reasoning", arXiv:2505.02387) judges reasoning tasks this way: the judge writes its
+    own solution and evaluates the responses against it.
+
+        A: 9
+        B: 8
+        6 - 1 = 5
+        ...
+        Answer: 9
+        A: 9 right
+        B: 8 wrong
+        Verdict: A
+
+    Why this shape: every token that decides is read from a fixed distance. The answers
+    are noted before the solution (noted after it, a judge can copy its own answer
+    instead of reading the response's, right whenever that response is the correct
+    one); they are repeated next to the solution's answer, so "right" compares two
+    numbers a line apart; the verdict reads which line says "right". Without the
+    repeat, a width-64 judge had to find which noted answer equals its own, and
+    answered B for most pairs (docs/experiments/rm_r1.md).
+    """
     err_a = arithmetic.check_steps(problem, response_a)
     err_b = arithmetic.check_steps(problem, response_b)
     if (err_a == -1) == (err_b == -1):
         raise ValueError(f"pairwise_trace needs exactly one correct response; first errors "
                          f"A={err_a}, B={err_b} for {problem.question!r}")
-    # One line per response, its final answer then the comparison with the solution's:
-    # the verdict then only reads which line says "right".
-    checks = tuple(f"{x}: {'none' if a is None else a} {'right' if a == problem.answer else 'wrong'}"
-                   for x, a in zip("AB", (arithmetic.extract_answer(r)
-                                          for r in (response_a, response_b))))
-    rationale = "\n".join(_expected(problem)[:-1] + checks)
+    answers = [arithmetic.extract_answer(r) for r in (response_a, response_b)]
+    noted = tuple(f"{x}: {'none' if a is None else a}" for x, a in zip("AB", answers))
+    checks = tuple(f"{n} {'right' if a == problem.answer else 'wrong'}"
+                   for n, a in zip(noted, answers))
     label = "A" if err_a == -1 else "B"
     return Trace(formats.pairwise_prompt(problem.question, response_a, response_b,
                                          conditioning=conditioning),
-                 formats.judgment_text(rationale, label), label)
+                 formats.judgment_text("\n".join(noted + _expected(problem) + checks), label),
+                 label)
 
 
 def pairwise_traces(pairs: Sequence[PreferencePair], problems: Sequence[arithmetic.Problem], *,
@@ -74,32 +92,33 @@ def pairwise_traces(pairs: Sequence[PreferencePair], problems: Sequence[arithmet
 
 def first_error_trace(problem: arithmetic.Problem, steps: Sequence[str], *,
                       conditioning: formats.Conditioning = formats.NONE) -> Trace:
-    """Step-by-step verification up to the first wrong step (ThinkPRM's chain, cut at
-    the first error as PRM800K labels solutions); verdict = its 1-based number or
-    `none`."""
+    """Step-by-step verification up to the first wrong step (ThinkPRM, "Process Reward
+    Models That Think", arXiv:2504.16828: a verification chain whose step verdicts match
+    the gold labels, cut at the first error as PRM800K labels solutions); verdict = its
+    1-based number or `none`.
+
+    Each checked step is copied from the prompt and judged on its own line:
+
+        Step 2: 5 + 1 = 5 wrong
+
+    so the judgment reads a step written just before it, as a PRM's per-step head
+    does. Why no worked value: wherever the chain writes one ("5 + 1 = 5 is 6", or
+    "Step 2: 5 + 1 is 6" before the copy), the claim in the prompt is right for five
+    steps in six and a width-64 verifier learns to copy it instead of computing; and a
+    chain that never copies the claim ("Step 2: 5 + 1 = 6 ok") left the verdict to a
+    comparison across the prompt (docs/experiments/think_prm.md).
+    """
     expected = _expected(problem)
-    lines = []
     first = arithmetic.check_steps(problem, "\n".join(steps))
     if first >= len(steps):
         raise ValueError(f"first_error_trace: the {len(steps)} steps are a correct prefix of "
                          f"the {len(expected)}-step solution; no given step is wrong")
     last = first if first != -1 else len(steps) - 1
-    for k in range(min(last, len(steps) - 1) + 1):
-        want = expected[k] if k < len(expected) else "(no step)"
-        got = steps[k].strip()
-        lines.append(f"Step {k + 1}: {want} ok" if got == want else
-                     f"Step {k + 1}: {want} not {_result(got)}")
+    lines = [f"Step {k + 1}: {steps[k].strip()} {'wrong' if k == first else 'ok'}"
+             for k in range(last + 1)]
     label = formats.NO_ERROR_CHOICE if first == -1 else str(first + 1)
     return Trace(formats.first_error_prompt(problem.question, steps, conditioning=conditioning),
                  formats.judgment_text("\n".join(lines), label), label)
-
-
-def _result(line: str) -> str:
-    # What the step claims: the text after "=" (or after "Answer:"), else the whole line.
-    for sep in ("=", arithmetic.ANSWER_PREFIX.strip()):
-        if sep in line:
-            return line.rsplit(sep, 1)[1].strip() or line
-    return line
 
 
 def pointwise_trace(problem: arithmetic.Problem, response: str, *,

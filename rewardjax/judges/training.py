@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from rewardjax.data.synthetic import arithmetic
 from rewardjax.judges.rewards import judge_training_reward
 from rewardjax.judges.traces import Trace
 from rewardjax.recipes.backbone import Backbone
+from rewardjax.recipes.warm_start import SFTConfig, sft_warm_start
 from rewardjax.rewards import CombinedReward
 from rewardjax.train.rl import RLConfig, RLTrainer
+from rewardjax.train.metrics import LogConfig
 from rewardjax.train.state import OptimizerConfig
 
 
@@ -44,3 +47,20 @@ def judge_grpo_trainer(backbone: Backbone, traces: Sequence[Trace], *, rl: RLCon
                         placement=backbone.placement, lora=backbone.spec.lora,
                         **backbone.spec.apply_kwargs)
     return trainer, reward
+
+
+def solver_warm_start(backbone: Backbone, task: arithmetic.ArithmeticConfig, *, sft: SFTConfig,
+                      out_dir, seed: int, bucket: int = 128, log: LogConfig | None = None):
+    """The judge's starting LM: `backbone` after SFT on correct worked solutions of
+    `task` (`arithmetic.sft_examples`, train split), checkpointed as stage "solver".
+
+    RM-R1 (arXiv:2505.02387) and ThinkPRM (arXiv:2504.16828) start from instruction-tuned
+    LMs that can already do the task's arithmetic. A judge trained from scratch on
+    judgments cannot learn it there: every value a judgment writes can be copied from
+    the responses in its prompt, and the copy is right most of the time
+    (docs/experiments/think_prm.md). On solutions nothing can be copied, so the
+    arithmetic is learned. `sft.steps = 0` returns `backbone.params`."""
+    records = arithmetic.sft_examples(sft.num_examples, seed=seed + 7, config=task,
+                                      split="train")
+    return sft_warm_start(backbone, records, sft=sft, buckets=(bucket,), out_dir=out_dir,
+                          seed=seed, name="solver", log=log)

@@ -90,9 +90,10 @@ def test_teacher_traces_parse_to_their_labels():
             assert t.label == label
             assert judges.parse_verdict(t.judgment, choices=AB).choice == label
             answers = (good.steps[-1], bad.steps[-1])[::1 if label == "A" else -1]
-            shown = tuple(f"{x}: {a.split()[-1]} {'right' if a == good.steps[-1] else 'wrong'}"
-                          for x, a in zip("AB", answers))
-            assert t.judgment == "\n".join(good.steps[:-1] + shown + (f"Verdict: {label}",))
+            noted = tuple(f"{x}: {a.split()[-1]}" for x, a in zip("AB", answers))
+            checked = tuple(f"{n} {'right' if a == good.steps[-1] else 'wrong'}"
+                            for n, a in zip(noted, answers))
+            assert t.judgment == "\n".join(noted + good.steps + checked + (f"Verdict: {label}",))
         fe = judges.first_error_trace(bad.problem, bad.steps)
         choices = judges.first_error_choices(len(bad.steps))
         assert judges.parse_verdict(fe.judgment, choices=choices).choice == str(bad.first_error + 1)
@@ -103,6 +104,19 @@ def test_teacher_traces_parse_to_their_labels():
         assert judges.pointwise_trace(bad.problem, good.text).judgment == "Verdict: Yes"
     with pytest.raises(ValueError, match="exactly one correct"):
         judges.pairwise_trace(good.problem, good.text, good.text)
+
+
+def test_first_error_trace_copies_and_judges_each_step_up_to_the_first_error():
+    prob = arithmetic.Problem(start=6, ops=("-", "+", "+"), operands=(1, 1, 2))
+    wrong_result = ("6 - 1 = 5", "5 + 1 = 5", "5 + 2 = 7", "Answer: 7")
+    assert judges.first_error_trace(prob, wrong_result).judgment == (
+        "Step 1: 6 - 1 = 5 ok\nStep 2: 5 + 1 = 5 wrong\nVerdict: 2")
+    misread = ("6 - 1 = 5", "5 + 2 = 7", "7 + 2 = 9", "Answer: 9")
+    assert judges.first_error_trace(prob, misread).judgment.split("\n")[1] == (
+        "Step 2: 5 + 2 = 7 wrong")
+    right = arithmetic.solve(prob).steps
+    assert judges.first_error_trace(prob, right).judgment.split("\n")[-2:] == [
+        "Step 4: Answer: 8 ok", "Verdict: none"]
 
 
 def test_vote_and_meta_guided_vote():
