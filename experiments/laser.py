@@ -5,7 +5,7 @@ arXiv:2510.14943). The self-reward of a solution is r_s = β_v (log π_θ(z_c | 
 c_ref), z_c a pre-specified unused token read right after the solution's last token;
 LaSeR adds α·MSE(r_s, r_v) (balanced over correct and wrong solutions) to the GRPO loss,
 and uses r_s at test time to verify and to weight votes (`rewards.self_reward`, trained
-through `train.rl_auxiliary.AuxLossTrainer`).
+through the RL loop's `RLExtensions.aux_loss`).
 
 What it reproduces: the trained self-reward separates correct from wrong held-out
 solutions of the policy's own samples with AUROC >= 0.8, with pass@1 kept. Baseline
@@ -47,8 +47,8 @@ from rewardjax.sampling import SamplerConfig, sample
 from rewardjax.sharding import MeshConfig
 from rewardjax.train import OptimizerConfig, placement as placement_lib, write_result
 from rewardjax.train.metrics import MetricsLogger
-from rewardjax.train.rl import RLConfig
-from rewardjax.train.rl_auxiliary import AuxLossTrainer
+from rewardjax.train.rl import RLConfig, RLTrainer
+from rewardjax.train.rl_extensions import RLExtensions
 
 ARMS = ("grpo", "laser")
 
@@ -208,9 +208,9 @@ def run(config: LaSeRConfig, out) -> dict:
                   f"AUROC {fig['auroc']:.3f}", flush=True)
         trainer = base
         if arm == "laser":
-            trainer = AuxLossTrainer(
-                aux=laser_auxiliary_loss(sr, policy.tokenizer), model_config=base.config,
-                rl=base.rl, optimizer=base.optimizer_config, tokenizer=base.tokenizer,
+            trainer = RLTrainer(
+                extensions=RLExtensions(aux_loss=laser_auxiliary_loss(sr, policy.tokenizer)),
+                model_config=base.config, rl=base.rl, optimizer=base.optimizer_config, tokenizer=base.tokenizer,
                 prompts_fn=base.prompts_fn, reward_fn=base.reward_fn, placement=base.placement,
                 lora=base.lora, **recipe.model.apply_kwargs)
         state = trainer.init_state(params)

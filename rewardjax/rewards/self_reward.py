@@ -17,7 +17,7 @@ over completed (not truncated) solutions, w balancing correct against wrong ones
 released code: `self_reward_loss_balanced`); α = β_v = 0.1 there. At test time r_s
 ranks or weights the policy's own samples (weighted majority voting).
 
-`laser_auxiliary_loss` plugs it into `train.rl_auxiliary.AuxLossTrainer`.
+`laser_auxiliary_loss` plugs it into the RL loop as `RLExtensions(aux_loss=...)`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewardjax.models import ModelConfig, apply, project
-from rewardjax.train.rl_auxiliary import AuxiliaryLoss
-from rewardjax.train.rl_extensions import RolloutBatch
+from rewardjax.train.rl_extensions import AuxiliaryLoss, RolloutBatch
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -134,7 +133,7 @@ def _laser_loss(params, mb, *, config, rows, z, cfg: SelfRewardConfig, **apply_k
 
 
 def laser_auxiliary_loss(cfg: SelfRewardConfig, tokenizer) -> AuxiliaryLoss:
-    """LaSeR's MSE term for `AuxLossTrainer` (weight `cfg.coef`)."""
+    """LaSeR's MSE term for `RLExtensions.aux_loss` (weight `cfg.coef`)."""
     loss = functools.partial(_laser_loss, z=token_id(tokenizer, cfg.token), cfg=cfg)
     return AuxiliaryLoss(targets=laser_targets, loss=loss, coef=cfg.coef)
 

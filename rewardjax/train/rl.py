@@ -155,6 +155,7 @@ class Rollout(NamedTuple):
     ref_logp: np.ndarray  # [R, T] (zeros without KL)
     old_values: np.ndarray  # [R, T] (zeros without a critic)
     returns: np.ndarray  # [R, T] (zeros without a critic)
+    aux_targets: np.ndarray | None = None  # [R, K] for RLExtensions.aux_loss, else None
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -221,6 +222,16 @@ def rl_loss(params, mb: Mapping[str, jax.Array], *, config: ModelConfig, rl: RLC
         loss = loss + rl.value_coef * vloss
         metrics.update(v_metrics)
     return loss, metrics
+
+
+def _with_aux_loss(loss_fn, aux, params, mb, *, config, uses_critic, rows, apply_kwargs,
+                   **kwargs):
+    """`loss_fn` plus `RLExtensions.aux_loss` (extension point (h)) on the policy's params."""
+    loss, metrics = loss_fn(params, mb, **kwargs)
+    policy = params["policy"] if uses_critic else params
+    extra, aux_metrics = aux.loss(policy, mb, config=config, rows=rows,
+                                  **{**apply_kwargs, **kwargs})
+    return loss + aux.coef * extra, {**metrics, **aux_metrics, "loss/aux": extra}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -323,6 +334,11 @@ class RLTrainer:
         self.extension_state: dict[str, Any] = {}
         ext = self.extensions
         self._ext_advantage = jax.jit(ext.advantage) if ext.advantage is not None else None
+        if ext.aux_loss is not None:
+            self._loss_fn = functools.partial(
+                _with_aux_loss, self._loss_fn, ext.aux_loss, config=model_config,
+                uses_critic=rl.uses_critic, rows=rl.prompts_per_step * rl.group_size // rl.minibatches,
+                apply_kwargs=dict(remat=remat, scan_layers=scan_layers))
         if ext.probes is not None:
             self._probe_logp = jax.jit(functools.partial(
                 teacher_forced_logprobs, config=model_config, T=ext.probes.max_tokens))
@@ -595,21 +611,28 @@ class RLTrainer:
                                       ref_logp, old_values)
         metrics = {**first_metrics, "groups/filtered": filtered, "groups/short": short,
                    "rollout/tokens": sampled_tokens}
-        token_rewards = zeros
-        if ext.dense is not None:
+        token_rewards, aux_targets = zeros, None
+        if ext.dense is not None or ext.aux_loss is not None:
             view = _batch(step, fields, texts, p_tok, p_mask, c_tok, c_mask.reshape(B, G, T), c_len,
                           rewards, correct)
+        if ext.dense is not None:
             self.extension_state["dense"], token_rewards, d_metrics = ext.dense.step(
                 self.extension_state["dense"], view)
             token_rewards = np.asarray(token_rewards, np.float32) * c_mask
             metrics.update(d_metrics)
+        if ext.aux_loss is not None:
+            aux_targets = np.asarray(ext.aux_loss.targets(view), np.float32)
+            if aux_targets.ndim != 2 or aux_targets.shape[0] != R:
+                raise ValueError(f"AuxiliaryLoss.targets returned shape {aux_targets.shape}; "
+                                 f"expected [{R} rows, K]")
         if self._ext_advantage is not None:
             adv = self._ext_advantage(AdvantageInputs(
                 advantages=adv, rewards=rewards, correct=correct, lengths=c_len,
                 mask=c_mask.reshape(B, G, T), token_rewards=token_rewards))
         rollout = Rollout(tokens=tokens, mask=mask, completion_mask=c_mask,
                           old_logp=c_logp.reshape(R, T), advantages=np.asarray(adv, np.float32),
-                          ref_logp=ref_logp, old_values=old_values, returns=np.asarray(ret))
+                          ref_logp=ref_logp, old_values=old_values, returns=np.asarray(ret),
+                          aux_targets=aux_targets)
         return rollout, metrics
 
     # -- update
@@ -618,7 +641,7 @@ class RLTrainer:
         rl = self.rl
         R = rollout.tokens.shape[0]
         size = R // rl.minibatches
-        data = rollout._asdict()
+        data = {k: v for k, v in rollout._asdict().items() if v is not None}
         rng = np.random.default_rng([rl.seed, step])
         metrics = []
         for _ in range(rl.epochs):

@@ -170,6 +170,8 @@ class RLExtensions:
       advantage: (c) `AdvantageInputs -> [R, T]` advantages, jitted once.
       rollouts: (g) `(trainer, policy_params, records, key) -> SampledRollouts`
         replacing the sampler and the reward function (multi-turn environments).
+      aux_loss: (h) `AuxiliaryLoss`: a loss term on per-row targets computed from the
+        kept rows at rollout time, added to the update's objective (LaSeR).
     """
 
     probes: Probes | None = None
@@ -179,6 +181,7 @@ class RLExtensions:
     dense: DenseReward | None = None
     advantage: Callable[[AdvantageInputs], jax.Array] | None = None
     rollouts: Callable[[Any, Any, list, jax.Array], SampledRollouts] | None = None
+    aux_loss: AuxiliaryLoss | None = None
 
     def __post_init__(self):
         if self.probes is not None and self.reward_transform is None:
@@ -186,6 +189,33 @@ class RLExtensions:
         if self.rollouts is not None and self.rewrite is not None:
             raise ValueError("RLExtensions.rewrite resamples with the trainer's own sampler; "
                              "it cannot be combined with custom rollouts")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AuxiliaryLoss:
+    """(h) A loss beside the RL objective that reads values known only at rollout time
+    (a verifier's label per completion, a class weight), as LaSeR's ("LaSeR:
+    Reinforcement Learning with Last-Token Self-Rewarding", arXiv:2510.14943) MSE between
+    the policy's last-token score and each rollout's verifier reward:
+
+        rollout ─► kept rows (RolloutBatch) ─ targets ─► Rollout.aux_targets [R, K]
+        update:  loss = loss_fn(mb) + coef · loss(policy params, mb)   (mb["aux_targets"])
+
+    Attributes:
+      targets: `RolloutBatch -> [R, K]` float32 values per kept row.
+      loss: `(policy_params, mb, *, config, rows, **apply_kwargs) -> (loss, metrics)`:
+        the micro-batch's summed per-row loss divided by `rows`, the minibatch's row
+        count, so micro-batches add up.
+      coef: its weight next to the RL objective.
+    """
+
+    targets: Callable[[RolloutBatch], np.ndarray]
+    loss: Callable[..., Any]
+    coef: float = 1.0
+
+    def __post_init__(self):
+        if self.coef < 0:
+            raise ValueError(f"AuxiliaryLoss.coef must be >= 0, got {self.coef}")
 
 
 # ----------------------------------------------------------------------------- transforms

@@ -1,6 +1,6 @@
 """LaSeR's last-token self-reward (arXiv:2510.14943): the score, targets, AUROC and votes
 by hand; the last-token log-prob against a teacher-forced forward of the sequence with
-z_c appended; the MSE term inside the RL update through `AuxLossTrainer`."""
+z_c appended; the MSE term inside the RL update through `RLExtensions.aux_loss`."""
 
 import jax
 import numpy as np
@@ -10,8 +10,8 @@ from rewardjax.rewards.self_reward import (SelfRewardConfig, auroc, laser_auxili
                                           laser_targets, last_token_logprob, self_reward_score,
                                           token_id, weighted_vote)
 from rewardjax.train.rl import teacher_forced_logprobs
-from rewardjax.train.rl_auxiliary import AuxiliaryLoss, AuxLossTrainer
-from rewardjax.train.rl_extensions import RolloutBatch
+from rewardjax.train.rl import RLTrainer
+from rewardjax.train.rl_extensions import AuxiliaryLoss, RLExtensions, RolloutBatch
 from tests.train.rl_setup import tiny_trainer
 
 
@@ -62,10 +62,10 @@ def test_last_token_logprob_equals_a_forward_with_z_appended():
 def _aux_trainer(coef, **rl):
     base, params = tiny_trainer(**rl)
     cfg = SelfRewardConfig(beta=0.1, c_ref=-8.0, coef=coef)
-    trainer = AuxLossTrainer(aux=laser_auxiliary_loss(cfg, base.tokenizer),
-                             model_config=base.config, rl=base.rl,
-                             optimizer=base.optimizer_config, tokenizer=base.tokenizer,
-                             prompts_fn=base.prompts_fn, reward_fn=base.reward_fn)
+    trainer = RLTrainer(extensions=RLExtensions(aux_loss=laser_auxiliary_loss(cfg, base.tokenizer)),
+                        model_config=base.config, rl=base.rl, optimizer=base.optimizer_config,
+                        tokenizer=base.tokenizer, prompts_fn=base.prompts_fn,
+                        reward_fn=base.reward_fn)
     return base, trainer, params, cfg
 
 
@@ -96,8 +96,9 @@ def test_coef_zero_updates_exactly_like_the_plain_trainer():
 
 def test_targets_of_the_wrong_shape_are_named():
     base, params = tiny_trainer()
-    trainer = AuxLossTrainer(
-        aux=AuxiliaryLoss(targets=lambda b: np.zeros(3), loss=lambda *a, **k: (0.0, {})),
+    trainer = RLTrainer(
+        extensions=RLExtensions(aux_loss=AuxiliaryLoss(
+            targets=lambda b: np.zeros(3), loss=lambda *a, **k: (0.0, {}))),
         model_config=base.config, rl=base.rl, optimizer=base.optimizer_config,
         tokenizer=base.tokenizer, prompts_fn=base.prompts_fn, reward_fn=base.reward_fn)
     with pytest.raises(ValueError, match=r"AuxiliaryLoss.targets returned shape \(3,\)"):
@@ -115,8 +116,9 @@ def test_laser_trainer_on_a_mesh_equals_one_device():
         pool = synthetic.rl_prompts(8, seed=0, config=recipes.TINY_RL_TASK, split="train")
         rl = RLConfig(steps=2, prompts_per_step=2, group_size=4, max_new_tokens=8,
                       prompt_length=48, seed=0)
-        trainer = AuxLossTrainer(
-            aux=laser_auxiliary_loss(SelfRewardConfig(c_ref=-8.0, coef=1.0), backbone.tokenizer),
+        trainer = RLTrainer(
+            extensions=RLExtensions(aux_loss=laser_auxiliary_loss(
+                SelfRewardConfig(c_ref=-8.0, coef=1.0), backbone.tokenizer)),
             model_config=backbone.config, rl=rl,
             optimizer=OptimizerConfig(lr=1e-2, total_steps=10, eps=1e-3),
             tokenizer=backbone.tokenizer, prompts_fn=lambda step, rnd: pool[:2],
