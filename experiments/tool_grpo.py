@@ -201,6 +201,9 @@ def run(cfg: ToolGRPOConfig, out: Path) -> dict:
     return result
 
 
+HEADLINE = ("pass1_sft_tool", "pass1_tool", "gain_tool", "pass1_no_tool",
+            "tool_vs_no_tool")
+
 PRESETS = {
     "tiny": ToolGRPOConfig(),
     "paper": ToolGRPOConfig(
