@@ -69,8 +69,8 @@ class Config:
     num_sft: int | None = None
     solver: recipes.SFTConfig = recipes.SFTConfig(steps=300, response_window=48)
     sft: recipes.SFTConfig = recipes.SFTConfig(
-        steps=200, batch_size=32, response_window=72,
-        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=200, weight_decay=0.01))
+        steps=400, batch_size=32, response_window=72,
+        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=400, weight_decay=0.01))
     rl: RLConfig = RLConfig(steps=60, prompts_per_step=16, group_size=8, max_new_tokens=72,
                             prompt_length=192, temperature=1.0, advantage="grpo",
                             reduction="token_mean", kl_coef=0.0, accuracy_reward="verdict")
