@@ -155,7 +155,8 @@ class Rollout(NamedTuple):
     ref_logp: np.ndarray  # [R, T] (zeros without KL)
     old_values: np.ndarray  # [R, T] (zeros without a critic)
     returns: np.ndarray  # [R, T] (zeros without a critic)
-    aux_targets: np.ndarray | None = None  # [R, K] for RLExtensions.aux_loss, else None
+    # [R, K] for RLExtensions.aux_loss; the trainer's rollouts carry [R, 0] without one.
+    aux_targets: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -611,7 +612,7 @@ class RLTrainer:
                                       ref_logp, old_values)
         metrics = {**first_metrics, "groups/filtered": filtered, "groups/short": short,
                    "rollout/tokens": sampled_tokens}
-        token_rewards, aux_targets = zeros, None
+        token_rewards, aux_targets = zeros, np.zeros((R, 0), np.float32)
         if ext.dense is not None or ext.aux_loss is not None:
             view = _batch(step, fields, texts, p_tok, p_mask, c_tok, c_mask.reshape(B, G, T), c_len,
                           rewards, correct)
