@@ -7,8 +7,8 @@ QwQ-32B filtered by ProcessBench labels). On the synthetic task
 (`data.synthetic.arithmetic`) the check is exact, so a program writes the critique a
 judge should learn: work out what decides, then the verdict.
 
-    pairwise     "A: 6\\nB: 5\\n5 + 2 = 7\\n7 - 1 = 6\\nAnswer: 6\\nA: 6 right\\nB: 5 wrong\\n
-                  Verdict: A"    note both answers, solve, check each answer
+    pairwise     "A: 6\\nB: 5\\n5 + 2 = 7\\n7 - 1 = 6\\nAnswer: 6\\nA: 6 vs 6 right\\n
+                  B: 5 vs 6 wrong\\nVerdict: A"    note both answers, solve, check each
     first error  "Step 1: 5 + 2 = 7 ok\\nStep 2: 7 - 1 = 5 wrong\\nVerdict: 2"
     pointwise    "Verdict: Yes"                      (no rationale: the one-pass judge)
 """
@@ -20,6 +20,10 @@ from typing import NamedTuple, Sequence
 from rewardjax.data.records import PreferencePair, SFTExample
 from rewardjax.data.synthetic import arithmetic
 from rewardjax.judges import formats
+
+# The words of each trace that decide its verdict (`training.deciding_token_weights`).
+PAIRWISE_DECIDING = ("right", "wrong")
+FIRST_ERROR_DECIDING = ("ok", "wrong")
 
 
 class Trace(NamedTuple):
@@ -50,17 +54,19 @@ def pairwise_trace(problem: arithmetic.Problem, response_a: str, response_b: str
         6 - 1 = 5
         ...
         Answer: 9
-        A: 9 right
-        B: 8 wrong
+        A: 9 vs 9 right
+        B: 8 vs 9 wrong
         Verdict: A
 
     Why this shape: every token that decides is read from a fixed distance. The answers
     are noted before the solution (noted after it, a judge can copy its own answer
     instead of reading the response's, right whenever that response is the correct
-    one); they are repeated next to the solution's answer, so "right" compares two
-    numbers a line apart; the verdict reads which line says "right". Without the
-    repeat, a width-64 judge had to find which noted answer equals its own, and
-    answered B for most pairs (docs/experiments/rm_r1.md).
+    one); each is repeated next to a copy of the solution's answer, so "right"
+    compares the two numbers just before it; the verdict reads which line says
+    "right". Without the repeat, a width-64 judge had to find which noted answer
+    equals its own, and answered B for most pairs; with the repeat but not the copy
+    ("A: 9 right", the solution's answer lines above) it wrote "right"/"wrong" by
+    position more than by value (docs/experiments/rm_r1.md).
     """
     err_a = arithmetic.check_steps(problem, response_a)
     err_b = arithmetic.check_steps(problem, response_b)
@@ -69,7 +75,7 @@ def pairwise_trace(problem: arithmetic.Problem, response_a: str, response_b: str
                          f"A={err_a}, B={err_b} for {problem.question!r}")
     answers = [arithmetic.extract_answer(r) for r in (response_a, response_b)]
     noted = tuple(f"{x}: {'none' if a is None else a}" for x, a in zip("AB", answers))
-    checks = tuple(f"{n} {'right' if a == problem.answer else 'wrong'}"
+    checks = tuple(f"{n} vs {problem.answer} {'right' if a == problem.answer else 'wrong'}"
                    for n, a in zip(noted, answers))
     label = "A" if err_a == -1 else "B"
     return Trace(formats.pairwise_prompt(problem.question, response_a, response_b,

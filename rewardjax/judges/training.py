@@ -6,17 +6,27 @@ preference label. Both stages are the project's own: SFT is `recipes.sft_warm_st
 on `Trace.sft_example()`s, GRPO is `train.rl.RLTrainer` whose prompts are judge
 prompts and whose reward is `rewards.judge_training_reward` (the label rides along as
 a record field). Both run on the backbone's mesh.
+
+A trace is decided by a few tokens (each check's "right"/"wrong", the verdict) among
+~60 copied or solved ones; `deciding_token_weights` gives those tokens more of the SFT
+loss (`recipes.sft_warm_start(..., token_weights=...)`), since in the plain token mean
+a small judge learned every other token of the trace and not the verdict
+(docs/experiments/rm_r1.md).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
+from rewardjax.data.encoding import tokenize
 from rewardjax.data.synthetic import arithmetic
+from rewardjax.judges import formats
 from rewardjax.judges.rewards import judge_training_reward
 from rewardjax.judges.traces import Trace
 from rewardjax.recipes.backbone import Backbone
-from rewardjax.recipes.warm_start import SFTConfig, sft_warm_start
+from rewardjax.recipes.warm_start import SFTConfig, TokenWeights, sft_warm_start
 from rewardjax.rewards import CombinedReward
 from rewardjax.train.rl import RLConfig, RLTrainer
 from rewardjax.train.metrics import LogConfig
@@ -64,3 +74,38 @@ def solver_warm_start(backbone: Backbone, task: arithmetic.ArithmeticConfig, *, 
                                       split="train")
     return sft_warm_start(backbone, records, sft=sft, buckets=(bucket,), out_dir=out_dir,
                           seed=seed, name="solver", log=log)
+
+
+def deciding_token_weights(tokenizer, words: Sequence[str], *, weight: float) -> TokenWeights:
+    """Per-token SFT weights for judge traces: `weight` on the first token of each of
+    `words` written after a space (" right" -> " r") and on the verdict's tokens (those
+    after the last `Verdict:` of the completion, up to the end-of-turn token), 1 on every
+    other completion token. A `recipes.TokenWeights` for `sft_warm_start`.
+
+    RM-R1 ("RM-R1: Reward Modeling as Reasoning", arXiv:2505.02387) distils whole traces
+    with the plain token mean; at a width of 64 that left the verdict unlearned, so the
+    tiny presets weight the tokens that decide (docs/experiments/rm_r1.md).
+    """
+    if not weight > 0:
+        raise ValueError(f"deciding_token_weights: weight must be > 0, got {weight}")
+    if any(not w.strip() or w != w.strip() for w in words):
+        raise ValueError(f"deciding_token_weights: words must be non-blank and unpadded, "
+                         f"got {tuple(words)}")
+    firsts = np.array(sorted({int(tokenize(tokenizer, f" {w}")[0]) for w in words}), np.int64)
+    prefix = np.asarray(tokenize(tokenizer, formats.VERDICT_PREFIX), np.int64)
+    special = np.asarray(sorted(tokenizer.all_special_ids), np.int64)
+
+    def weights(tokens_bt: np.ndarray, loss_mask_bt: np.ndarray) -> np.ndarray:
+        mask = np.asarray(loss_mask_bt, bool)
+        deciding = np.isin(tokens_bt, firsts) & mask
+        L = len(prefix)
+        windows = np.lib.stride_tricks.sliding_window_view(tokens_bt, L, axis=1)
+        starts = np.all(windows == prefix, axis=-1) & mask[:, :windows.shape[1]]
+        for b in np.flatnonzero(starts.any(axis=1)):
+            after = np.flatnonzero(starts[b])[-1] + L
+            ends = np.flatnonzero(np.isin(tokens_bt[b, after:], special))
+            stop = after + (ends[0] if len(ends) else tokens_bt.shape[1] - after)
+            deciding[b, after:stop] = mask[b, after:stop]
+        return np.where(deciding, weight, 1.0).astype(np.float32)
+
+    return weights

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -24,6 +24,11 @@ from rewardjax.train.metrics import LogConfig
 from rewardjax.train.prm import check_response_window, response_logprobs
 from rewardjax.train.sft import sft_loss
 from rewardjax.train.state import OptimizerConfig
+
+
+# tokens [B, T], loss_mask [B, T] -> per-token loss weights [B, T] (>= 0; read only
+# where loss_mask is set). See `train.sft` for why a trace's deciding tokens get more.
+TokenWeights = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def sync_schedule(optimizer: OptimizerConfig, steps: int) -> OptimizerConfig:
@@ -62,29 +67,45 @@ def windowed_sft_loss(params, batch, *, config: ModelConfig, window: int | None,
                       **apply_kwargs):
     """Token-mean cross-entropy of the completion tokens (`loss_mask`), the SFT loss of
     `train.sft.sft_loss`, with only the last `window` positions projected to the
-    vocabulary (`prm.response_logprobs`; every completion must fit in the window)."""
+    vocabulary (`prm.response_logprobs`; every completion must fit in the window);
+    weighted by `batch["loss_weights"]` when present, as `sft_loss` is."""
     logp = response_logprobs(params, batch["tokens"], batch["attention_mask"], config=config,
                              window=window, **apply_kwargs)
     mask = batch["loss_mask"]
-    loss = masked_reduce(-logp, mask, mode=TOKEN_MEAN, denominator=batch["denominator"][0])
+    weights = batch["loss_weights"] if "loss_weights" in batch else mask
+    loss = masked_reduce(-logp, weights, mode=TOKEN_MEAN, denominator=batch["denominator"][0])
     return loss, {"loss/sft": masked_mean(-logp, mask)}
 
 
-def add_sft_denominator(batch: dict) -> dict:
-    """SFT batches with the global completion-token count `sft_loss` divides by."""
-    den = float(np.sum(batch["loss_mask"][:, 1:]))
+def add_sft_denominator(batch: dict, token_weights: TokenWeights | None = None) -> dict:
+    """SFT batches with the global denominator `sft_loss` divides by: the completion-token
+    count, or with `token_weights` the sum of the weights it gives (added as
+    `loss_weights`, zero outside `loss_mask`)."""
     keys = ("tokens", "attention_mask", "loss_mask", "positions")
     out = {k: batch[k] for k in keys}
-    out["denominator"] = np.full((batch["tokens"].shape[0],), den, np.float32)
+    mask = np.asarray(batch["loss_mask"], np.float32)
+    if token_weights is not None:
+        w = np.asarray(token_weights(np.asarray(batch["tokens"]), np.asarray(batch["loss_mask"])))
+        if w.shape != mask.shape:
+            raise ValueError(f"token_weights returned shape {w.shape}; expected the batch's "
+                             f"[B, T] = {mask.shape}")
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(f"token_weights must be finite and >= 0; got values in "
+                             f"[{np.min(w)}, {np.max(w)}]")
+        mask = (mask * w).astype(np.float32)
+        out["loss_weights"] = mask
+    out["denominator"] = np.full((mask.shape[0],), float(np.sum(mask[:, 1:])), np.float32)
     return out
 
 
 def sft_warm_start(backbone: Backbone, records: Sequence[SFTExample], *, sft: SFTConfig,
                    buckets: tuple[int, ...], out_dir, seed: int = 0, name: str = "sft",
-                   on_overflow: str = "raise", log: LogConfig | None = None):
+                   on_overflow: str = "raise", log: LogConfig | None = None,
+                   token_weights: TokenWeights | None = None):
     """Token-mean cross-entropy on the completions of `records` for `sft.steps` steps on
     the backbone's mesh (logged as `log` asks); returns the trained params
-    (`backbone.params` if steps = 0)."""
+    (`backbone.params` if steps = 0). `token_weights`: a weighted token mean instead
+    (`train.sft`), e.g. `judges.deciding_token_weights`."""
     if sft.steps == 0:
         return backbone.params
     config = backbone.config
@@ -101,7 +122,7 @@ def sft_warm_start(backbone: Backbone, records: Sequence[SFTExample], *, sft: SF
     def transform(batch):
         if sft.response_window is not None:
             check_response_window(batch, sft.response_window)
-        return add_sft_denominator(batch)
+        return add_sft_denominator(batch, token_weights)
 
     state, _ = run_stage(backbone.params, loss_fn, make_batch_fn(pipe, transform=transform),
                          optimizer=sft.optimizer, num_steps=sft.steps, out_dir=out_dir,

@@ -91,7 +91,8 @@ def test_teacher_traces_parse_to_their_labels():
             assert judges.parse_verdict(t.judgment, choices=AB).choice == label
             answers = (good.steps[-1], bad.steps[-1])[::1 if label == "A" else -1]
             noted = tuple(f"{x}: {a.split()[-1]}" for x, a in zip("AB", answers))
-            checked = tuple(f"{n} {'right' if a == good.steps[-1] else 'wrong'}"
+            solved = good.steps[-1].split()[-1]
+            checked = tuple(f"{n} vs {solved} {'right' if a == good.steps[-1] else 'wrong'}"
                             for n, a in zip(noted, answers))
             assert t.judgment == "\n".join(noted + good.steps + checked + (f"Verdict: {label}",))
         fe = judges.first_error_trace(bad.problem, bad.steps)

@@ -81,3 +81,33 @@ def test_judge_grpo_step_on_a_mesh_equals_one_device(tmp_path_factory):
     assert m8["loss"] == pytest.approx(m1["loss"], abs=1e-5)
     for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_deciding_token_weights_mark_the_checks_and_the_verdict():
+    from rewardjax.data import pipeline as pl
+    from rewardjax.data.synthetic import arithmetic
+
+    tokenizer = recipes.load_backbone(SPEC, jax.random.key(0)).tokenizer
+    prob = arithmetic.Problem(start=6, ops=("-", "+"), operands=(1, 1))
+    bad = ("6 - 1 = 5", "5 + 1 = 5", "Answer: 5")
+    traces = [judges.pairwise_trace(prob, arithmetic.solve(prob).text, "\n".join(bad)),
+              judges.first_error_trace(prob, bad)]
+    batch = next(iter(pl.sft_pipeline([t.sft_example() for t in traces], tokenizer,
+                                      pl.PipelineConfig(batch_size=2, buckets=(160,), seed=0,
+                                                        num_epochs=1, drop_remainder=False))))
+    words = {0: judges.traces.PAIRWISE_DECIDING, 1: judges.traces.FIRST_ERROR_DECIDING}
+    for row, index in enumerate(batch["index"]):
+        fn = judges.training.deciding_token_weights(tokenizer, words[int(index)], weight=8.0)
+        w = fn(batch["tokens"], batch["loss_mask"])[row]
+        mask = batch["loss_mask"][row].astype(bool)
+        heavy = [tokenizer.decode([t]) for t in batch["tokens"][row][mask & (w == 8.0)]]
+        # the prompt's "wrong"/"ok"/"Verdict:" (outside the loss mask) stay at 1
+        assert np.all(w[~mask] == 1.0)
+        if int(index) == 0:  # A: 7 vs 7 right / B: 5 vs 7 wrong / Verdict: A
+            assert heavy == [" r", " wr", " A"]
+        else:  # Step 1 ... ok / Step 2 ... wrong / Verdict: 2
+            assert heavy == [" o", " wr", " ", "2"]
+    with pytest.raises(ValueError, match="weight must be > 0"):
+        judges.training.deciding_token_weights(tokenizer, ("ok",), weight=0.0)
+    with pytest.raises(ValueError, match="non-blank and unpadded"):
+        judges.training.deciding_token_weights(tokenizer, (" ok",), weight=2.0)
