@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from reward_model import model_config
-from rl_step import load_now, set_threads
+from rl_step import add_model_args, load_now, set_threads
 
 
 def parse_args(argv=None):
@@ -47,10 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--iters", type=int, default=16, help="steps per timed loop")
     p.add_argument("--reps", type=int, default=5, help="timed loops per piece (median)")
-    for name, default in (("hidden", 512), ("layers", 8), ("heads", 8), ("kv-heads", 4),
-                          ("mlp", 1408), ("vocab", 4096)):
-        p.add_argument(f"--{name}", type=int, default=default)
-    p.add_argument("--threads", type=int, default=2, help="XLA intra-op threads (0: default)")
+    add_model_args(p, threads=2)
     p.add_argument("--out", default="runs/bench_decode_profile", help="output directory")
     args = p.parse_args(argv)
     if min(args.batch, args.iters, args.reps, args.new_tokens, args.prompt_len) < 1:
@@ -100,7 +97,7 @@ def machine_bounds(reps: int) -> tuple[float, float]:
 
 def main(argv=None):
     args = parse_args(argv)
-    set_threads(args.threads, "")
+    set_threads(args.threads, args.xla_flags)
     import jax
     import jax.numpy as jnp
     import numpy as np

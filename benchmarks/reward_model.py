@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rl_step import load_now, run_system, spawn_system
+from rl_step import add_model_args, load_now, run_system, spawn_system
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -64,13 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--max-len", type=int, default=256, help="longest response, tokens")
     p.add_argument("--min-len", type=int, default=64, help="shortest response, tokens")
     p.add_argument("--lr", type=float, default=1e-5)
-    # the model shape of rl_step.py and sampler.py, so the three benchmarks compare
-    for name, default in (("hidden", 512), ("layers", 8), ("heads", 8), ("kv-heads", 4),
-                          ("mlp", 1408), ("vocab", 4096)):
-        p.add_argument(f"--{name}", type=int, default=default)
-    p.add_argument("--threads", type=int, default=2,
-                   help="intra-op threads for both torch and XLA (0: each library's default)")
-    p.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the rewardjax side")
+    add_model_args(p, threads=2)
     p.add_argument("--quick", action="store_true", help="smoke run: 1 run each, 2 timed steps")
     p.add_argument("--out", default="runs/bench_reward_model", help="output directory")
     p.add_argument("--system", choices=SYSTEMS, help=argparse.SUPPRESS)  # child process

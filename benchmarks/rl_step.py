@@ -58,6 +58,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def add_model_args(p: argparse.ArgumentParser, *, threads: int) -> None:
+    """The model shape, thread and XLA flags every benchmark shares, so their figures compare."""
+    for name, default in (("hidden", 512), ("layers", 8), ("heads", 8), ("kv-heads", 4),
+                          ("mlp", 1408), ("vocab", 4096)):
+        p.add_argument(f"--{name}", type=int, default=default)
+    p.add_argument("--threads", type=int, default=threads,
+                   help="intra-op threads for both torch and XLA (0: each library's default, "
+                        "all cores); on a loaded machine 1 can be faster for both")
+    p.add_argument("--xla-flags", default="",
+                   help="extra XLA_FLAGS for the rewardjax side (e.g. CPU backend options)")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=5, help="timed steps per system (after warm-up)")
@@ -67,17 +79,7 @@ def parse_args(argv=None):
     p.add_argument("--new-tokens", type=int, default=128, help="tokens per completion T")
     p.add_argument("--prompt-len", type=int, default=64, help="prompt tokens P")
     p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--hidden", type=int, default=512)
-    p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--kv-heads", type=int, default=4)
-    p.add_argument("--mlp", type=int, default=1408)
-    p.add_argument("--vocab", type=int, default=4096)
-    p.add_argument("--threads", type=int, default=0,
-                   help="intra-op threads for both torch and XLA (0: each library's default, "
-                        "all cores); on a loaded machine 1 can be faster for both")
-    p.add_argument("--xla-flags", default="",
-                   help="extra XLA_FLAGS for the rewardjax side (e.g. CPU backend options)")
+    add_model_args(p, threads=0)
     p.add_argument("--skip-trl", action="store_true", help="rewardjax only")
     p.add_argument("--quick", action="store_true", help="smoke run: 16 new tokens, 1 timed step")
     p.add_argument("--out", default="runs/bench_rl_step", help="output directory")

@@ -50,7 +50,7 @@ from importlib import resources
 from pathlib import Path
 
 from reward_model import model_config
-from rl_step import load_now, run_system, spawn_system
+from rl_step import add_model_args, load_now, run_system, spawn_system
 
 SYSTEMS = ("rewardjax", "transformers")
 PROMPT_SETS = ("equal", "natural")
@@ -63,13 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--new-tokens", type=int, default=128, help="new tokens per sequence")
     p.add_argument("--runs", type=int, default=3, help="runs (processes) per system, alternating")
     p.add_argument("--reps", type=int, default=2, help="timed calls per run, set and batch")
-    # the model shape of rl_step.py and reward_model.py, so the three benchmarks compare
-    for name, default in (("hidden", 512), ("layers", 8), ("heads", 8), ("kv-heads", 4),
-                          ("mlp", 1408), ("vocab", 4096)):
-        p.add_argument(f"--{name}", type=int, default=default)
-    p.add_argument("--threads", type=int, default=2,
-                   help="intra-op threads for both torch and XLA (0: each library's default)")
-    p.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the rewardjax side")
+    add_model_args(p, threads=2)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: batch 8, 16 new tokens, 1 run each, 1 rep")
     p.add_argument("--out", default="runs/bench_sampler", help="output directory")
