@@ -15,10 +15,11 @@ half), so position bias cannot help; unparsable verdicts are counted, never gues
 How `tiny` deviates: the teacher is a program (`judges.traces`): on the synthetic
 arithmetic task (`recipes.TINY_RM_TASK`) it notes both final answers, solves the problem,
 and checks each answer against its own (RM-R1's rubric for reasoning tasks: solve, then
-judge): "A: 6", "B: 5", "5 + 2 = 7", "7 - 1 = 6", "Answer: 6", "A: 6 right", "B: 5
-wrong", "Verdict: A". The
+judge): "A: 6", "B: 5", "5 + 2 = 7", "7 - 1 = 6", "Answer: 6", "A: 6 vs 6 right", "B: 5
+vs 6 wrong", "Verdict: A". The
 judge is a 2-layer width-64 model, first trained on correct solutions (the stand-in for
-the instruct LM RM-R1 starts from), then distilled with a short budget, so the SFT-only
+the instruct LM RM-R1 starts from), then distilled with a short budget and the deciding
+tokens ("right"/"wrong", the verdict) weighted 5x in the SFT loss, so the SFT-only
 judge is imperfect and RL has room; 4k training pairs, 256 held out.
 `paper` is RM-R1's Qwen2.5-Instruct-7B setting (local directory; distillation then
 GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written task.
@@ -54,6 +55,8 @@ class Config:
       solver: SFT on correct solutions first (the stand-in for the instruct LM RM-R1
         starts from; `judges.solver_warm_start`); steps 0: the judge starts from scratch.
       sft: the distillation stage on the teacher's traces.
+      deciding_weight: SFT loss weight of each "right"/"wrong" and of the verdict
+        (`judges.training.deciding_token_weights`); 1: the plain token mean.
       rl: GRPO on the judge (`accuracy_reward` must be "verdict").
       format_weight: weight of the strict-format reward next to the verdict reward.
       prompt_length, max_new_tokens: judge prompts are left-padded to this length;
@@ -69,16 +72,17 @@ class Config:
     num_sft: int | None = None
     solver: recipes.SFTConfig = recipes.SFTConfig(steps=300, response_window=48)
     sft: recipes.SFTConfig = recipes.SFTConfig(
-        steps=400, batch_size=32, response_window=72,
+        steps=400, batch_size=32, response_window=88,
         optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=400, weight_decay=0.01))
-    rl: RLConfig = RLConfig(steps=60, prompts_per_step=16, group_size=8, max_new_tokens=72,
+    deciding_weight: float = 5.0
+    rl: RLConfig = RLConfig(steps=60, prompts_per_step=16, group_size=8, max_new_tokens=88,
                             prompt_length=192, temperature=1.0, advantage="grpo",
                             reduction="token_mean", kl_coef=0.0, accuracy_reward="verdict")
     rl_optimizer: OptimizerConfig = OptimizerConfig(lr=1e-3, warmup_steps=5, total_steps=60,
                                                     min_lr_ratio=1.0)
     format_weight: float = 0.5
     prompt_length: int = 192
-    max_new_tokens: int = 72
+    max_new_tokens: int = 88
     eval_batch: int = 128
     log: LogConfig = LogConfig()
     seed: int = 0
@@ -87,6 +91,9 @@ class Config:
         if self.num_sft is not None and not 1 <= self.num_sft <= self.num_train:
             raise ValueError(f"num_sft must be in [1, num_train={self.num_train}] or None, "
                              f"got {self.num_sft}")
+        if not self.deciding_weight >= 1.0:
+            raise ValueError(f"deciding_weight must be >= 1 (1: the plain token mean), got "
+                             f"{self.deciding_weight}")
         if self.rl.accuracy_reward != "verdict":
             raise ValueError(f"rl.accuracy_reward must be 'verdict', got {self.rl.accuracy_reward!r}")
         if self.rl.prompt_length < self.prompt_length:
@@ -104,6 +111,7 @@ PRESETS = {
         backbone=recipes.BackboneConfig(hf_path="checkpoints/Qwen2.5-7B-Instruct",
                                         compute_dtype="bfloat16", remat="full"),
         task=arithmetic.ArithmeticConfig(), num_train=64_000, num_test=2_000,
+        deciding_weight=1.0,  # the papers distil with the plain token mean
         solver=recipes.SFTConfig(steps=0),  # the instruct model already solves
         sft=recipes.SFTConfig(steps=2_000, batch_size=128, response_window=None,
                               optimizer=OptimizerConfig(lr=5e-6, warmup_steps=100,
@@ -172,7 +180,10 @@ def run(config: Config, out: Path) -> dict:
     params = recipes.sft_warm_start(backbone._replace(params=solver),
                                     [t.sft_example() for t in distilled], sft=config.sft,
                                     buckets=(config.prompt_length + config.max_new_tokens,),
-                                    out_dir=out, seed=config.seed, log=config.log)
+                                    out_dir=out, seed=config.seed, log=config.log,
+                                    token_weights=judges.training.deciding_token_weights(
+                                        backbone.tokenizer, judges.traces.PAIRWISE_DECIDING,
+                                        weight=config.deciding_weight))
     sft = held_out_accuracy(params, backbone, test_pairs, config,
                             dump=out / "judgments_sft.jsonl")
     print(f"SFT-only judge: {sft}", flush=True)

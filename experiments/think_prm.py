@@ -20,7 +20,8 @@ ProcessBench-style gold labels)
 instead of QwQ-32B samples filtered against PRM800K; the task is
 `recipes.TINY_RM_TASK`; the verifier is a 2-layer width-64 model, first trained on
 correct solutions (the stand-in for the reasoning LM ThinkPRM starts from), then on the
-chains (ThinkPRM fine-tunes R1-Distill-Qwen-1.5B/14B on 1k chains). `paper` points at a local
+chains with each step's "ok"/"wrong" and the verdict weighted 20x in the SFT loss
+(ThinkPRM fine-tunes R1-Distill-Qwen-1.5B/14B on 1k chains, unweighted). `paper` points at a local
 R1-Distill-Qwen-1.5B directory with ThinkPRM's 1k-chain budget.
 
     python experiments/think_prm.py --preset tiny
@@ -53,6 +54,8 @@ class Config:
       solver: SFT on correct solutions first (the stand-in for ThinkPRM's reasoning
         LM; `judges.solver_warm_start`); steps 0: the verifier starts from scratch.
       sft: the verifier's training on the chains.
+      deciding_weight: SFT loss weight of each step's "ok"/"wrong" and of the verdict
+        (`judges.training.deciding_token_weights`); 1: the plain token mean.
       prompt_length, max_new_tokens: verifier prompt bucket and longest chain.
     """
 
@@ -66,6 +69,7 @@ class Config:
     sft: recipes.SFTConfig = recipes.SFTConfig(
         steps=400, batch_size=32, response_window=96,
         optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=400, weight_decay=0.01))
+    deciding_weight: float = 20.0
     prompt_length: int = 176
     max_new_tokens: int = 96
     eval_batch: int = 128
@@ -76,6 +80,9 @@ class Config:
         if not 0.0 < self.train_error_rate < 1.0:
             raise ValueError(f"train_error_rate must be in (0, 1) so the chains hold both "
                              f"verdict kinds, got {self.train_error_rate}")
+        if not self.deciding_weight >= 1.0:
+            raise ValueError(f"deciding_weight must be >= 1 (1: the plain token mean), got "
+                             f"{self.deciding_weight}")
 
 
 HEADLINE = ("f1", "error_accuracy", "correct_accuracy", "parse_failures")
@@ -86,6 +93,7 @@ PRESETS = {
         backbone=recipes.BackboneConfig(hf_path="checkpoints/DeepSeek-R1-Distill-Qwen-1.5B",
                                         compute_dtype="bfloat16", remat="full"),
         task=arithmetic.ArithmeticConfig(), num_train=1_000, num_test=3_400,
+        deciding_weight=1.0,  # the papers distil with the plain token mean
         solver=recipes.SFTConfig(steps=0),  # R1-Distill already reasons
         sft=recipes.SFTConfig(steps=300, batch_size=16, response_window=None,
                               optimizer=OptimizerConfig(lr=6e-5, warmup_steps=10,
@@ -122,7 +130,10 @@ def run(config: Config, out: Path) -> dict:
     params = recipes.sft_warm_start(backbone._replace(params=solver),
                                     [t.sft_example() for t in train], sft=config.sft,
                                     buckets=(config.prompt_length + config.max_new_tokens,),
-                                    out_dir=out, seed=config.seed, log=config.log)
+                                    out_dir=out, seed=config.seed, log=config.log,
+                                    token_weights=judges.training.deciding_token_weights(
+                                        backbone.tokenizer, judges.traces.FIRST_ERROR_DECIDING,
+                                        weight=config.deciding_weight))
 
     test = arithmetic.solutions(config.num_test, seed=config.seed + 1, config=config.task,
                                 split="test")
