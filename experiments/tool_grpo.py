@@ -40,7 +40,7 @@ from rewardjax.data.synthetic import arithmetic
 from rewardjax.data.tokenizer import eos_ids
 from rewardjax.envs.calculator import CalculatorConfig, CalculatorEnv, tool_trace
 from rewardjax.envs.rollout import RolloutConfig
-from rewardjax.envs.training import EnvRollouts, env_pass_at_1
+from rewardjax.envs.training import grpo_arm
 from rewardjax.recipes import BackboneConfig, SFTConfig
 from rewardjax.recipes.backbone import load_backbone
 from rewardjax.recipes.rl_arith import TINY_RL_MODEL, TINY_RL_SFT, plot_arms
@@ -48,9 +48,8 @@ from rewardjax.recipes.tasks import TINY_RL_TASK
 from rewardjax.recipes.warm_start import sft_warm_start
 from rewardjax.sampling.stepwise import StepConfig
 from rewardjax.sharding import MeshConfig
-from rewardjax.train.metrics import MetricsLogger, write_result
-from rewardjax.train.rl import RLConfig, RLTrainer
-from rewardjax.train.rl_extensions import RLExtensions
+from rewardjax.train.metrics import write_result
+from rewardjax.train.rl import RLConfig
 from rewardjax.train.state import OptimizerConfig
 
 # grpo_arith's task and warm start: the 1M model learns to copy its operands in 500 steps
@@ -158,38 +157,13 @@ def run(cfg: ToolGRPOConfig, out: Path) -> dict:
             (("tool", cfg.calculator), ("no_tool", dataclasses.replace(cfg.calculator, tool=False)))
             if name in cfg.arms}
     for name, calc in arms.items():
-        env = CalculatorEnv(calc, render=render)
-
-        def evaluate(p, env=env):
-            return env_pass_at_1(p, held_out, model_config=backbone.config, tokenizer=tok,
-                                 env=env, rollout=rollout, placement=backbone.placement)
-
-        before = evaluate(params)
-        result[f"pass1_sft_{name}"] = round(before["pass1"], 4)
-        result[f"calls_sft_{name}"] = round(before.get("env/calls", 0.0), 3)
-        print(f"[{name}] SFT start: greedy pass@1 {before['pass1']:.3f}", flush=True)
-        rl = cfg.rl
-
-        def prompts_fn(step, rnd, rl=rl):
-            first = (step * rl.max_sampling_rounds + rnd) * rl.prompts_per_step
-            return [pool[(first + i) % len(pool)] for i in range(rl.prompts_per_step)]
-
-        trainer = RLTrainer(model_config=backbone.config, rl=rl, optimizer=cfg.rl_optimizer,
-                            tokenizer=tok, prompts_fn=prompts_fn, reward_fn=None, eos_ids=eos,
-                            placement=backbone.placement,
-                            extensions=RLExtensions(rollouts=EnvRollouts(env=env,
-                                                                         rollout=rollout)),
-                            **cfg.model.apply_kwargs)
-        state = trainer.init_state(params)
-        logger = MetricsLogger(out, name=f"rl_{name}", total_steps=rl.steps)
-        for step in range(rl.steps):
-            state, metrics = trainer.step(state, step)
-            logger.log(step + 1, metrics, advance=1)
-        logger.close()
-        after = evaluate(trainer.policy(state))
-        result[f"pass1_{name}"] = round(after["pass1"], 4)
-        result[f"calls_{name}"] = round(after.get("env/calls", 0.0), 3)
-        print(f"[{name}] after GRPO: greedy pass@1 {after['pass1']:.3f}", flush=True)
+        before, after = grpo_arm(params, backbone=backbone,
+                                 env=CalculatorEnv(calc, render=render), rollout=rollout,
+                                 rl=cfg.rl, optimizer=cfg.rl_optimizer, pool=pool,
+                                 held_out=held_out, eos=eos, out_dir=out, name=name)
+        for stage, m in (("sft_", before), ("", after)):
+            result[f"pass1_{stage}{name}"] = round(m["pass1"], 4)
+            result[f"calls_{stage}{name}"] = round(m.get("env/calls", 0.0), 3)
     if "tool" in arms:
         result["gain_tool"] = round(result["pass1_tool"] - result["pass1_sft_tool"], 4)
     if len(arms) == 2:

@@ -16,8 +16,9 @@ from rewardjax.envs.sandbox import (
     run,
     run_many,
 )
+from rewardjax.envs.sql import SQLEnv, SQLEnvConfig, SQLReward, SQLRewardWeights, sql_reward
 from rewardjax.envs.tool_rewards import ToolCall, tool_reward
-from rewardjax.envs.training import EnvRollouts, env_pass_at_1
+from rewardjax.envs.training import EnvRollouts, env_greedy, env_pass_at_1, grpo_arm
 
 __all__ = [
     "CalculatorConfig",
@@ -35,14 +36,21 @@ __all__ = [
     "Result",
     "RolloutConfig",
     "Rollouts",
+    "SQLEnv",
+    "SQLEnvConfig",
     "SQLProgram",
+    "SQLReward",
+    "SQLRewardWeights",
     "ToolCall",
     "Transition",
     "Turn",
     "append_tokens",
     "capabilities",
+    "env_greedy",
     "env_pass_at_1",
+    "grpo_arm",
     "run",
     "run_many",
+    "sql_reward",
     "tool_reward",
 ]

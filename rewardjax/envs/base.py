@@ -62,3 +62,10 @@ class Environment(abc.ABC):
     @abc.abstractmethod
     def step(self, turns: Sequence[Turn]) -> Sequence[Transition]:
         """One `Transition` per `Turn`, in order. Called with every waiting rollout."""
+
+
+def require_fields(record: Mapping[str, Any], fields: Sequence[str], owner: str) -> None:
+    """Raises naming `owner` and the record's fields when `record` lacks one of `fields`."""
+    for field in fields:
+        if field not in record:
+            raise KeyError(f"{owner}: record has no {field!r} field (fields: {sorted(record)})")

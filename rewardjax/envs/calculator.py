@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from rewardjax.data.synthetic import arithmetic
 from rewardjax.envs import sandbox
-from rewardjax.envs.base import Environment, Transition, Turn
+from rewardjax.envs.base import Environment, Transition, Turn, require_fields
 from rewardjax.envs.tool_rewards import ToolCall, tags_in_order, tool_reward
 
 CALL_OPEN, CALL_CLOSE = "<call>", "</call>"
@@ -124,10 +124,7 @@ class CalculatorEnv(Environment):
         self.config, self.render = config, render
 
     def reset(self, record: Mapping[str, Any]) -> str:
-        for field in ("prompt", "answer"):
-            if field not in record:
-                raise KeyError(f"CalculatorEnv: record has no {field!r} field (fields: "
-                               f"{sorted(record)})")
+        require_fields(record, ("prompt", "answer"), "CalculatorEnv")
         return self.render(record["prompt"])
 
     def step(self, turns: Sequence[Turn]) -> list[Transition]:

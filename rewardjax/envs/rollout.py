@@ -110,6 +110,14 @@ class RolloutConfig:
                 f"{self.observation_tokens} + 1)")
 
 
+def as_mapping(record) -> dict[str, Any]:
+    """A record as the mapping environments read: dataclass records (`PromptWithAnswer`)
+    by field, mappings copied."""
+    if dataclasses.is_dataclass(record):
+        return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    return dict(record)
+
+
 class Rollouts(NamedTuple):
     """N = len(records) * copies rollouts (row b*copies + c answers record b).
 
@@ -253,9 +261,7 @@ class MultiTurnDriver:
             if not steps.greedy:
                 raise ValueError(f"sampling at temperature {steps.temperature} needs a key")
             key = jax.random.key(0)
-        # Dataclass records (`PromptWithAnswer`) reach the environment as mappings.
-        records = [{f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
-                   if dataclasses.is_dataclass(r) else dict(r) for r in records]
+        records = [as_mapping(r) for r in records]
         prompts = [tokenize(self.tokenizer, self.env.reset(r)) for r in records]
         gen = self.generator = StepGenerator(params, config=self.model_config, steps=steps)
         state = gen.start(prompts, copies=copies)

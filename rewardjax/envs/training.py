@@ -3,23 +3,28 @@
 `EnvRollouts` is the trainer's rollout extension point (`RLExtensions(rollouts=...)`):
 each step's G rollouts per prompt come from `MultiTurnDriver` on the environment, and
 their returns are the rewards; the loss trains on the model's own tokens only
-(`SampledRollouts.loss_mask`) while attending to the observations. `env_pass_at_1` is
-greedy pass@1 with the environment in the loop.
+(`SampledRollouts.loss_mask`) while attending to the observations. `env_greedy` runs
+the environment greedily and keeps each transcript; `env_pass_at_1` is its pass@1;
+`grpo_arm` is one arm of an experiment: pass@1 before and after GRPO with the environment.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Sequence
 
 import jax
 import numpy as np
 
 from rewardjax.envs.base import Environment
-from rewardjax.envs.rollout import MultiTurnDriver, RolloutConfig
+from rewardjax.envs.rollout import MultiTurnDriver, RolloutConfig, as_mapping
 from rewardjax.models.config import ModelConfig
 from rewardjax.train import placement as placement_lib
-from rewardjax.train.rl_extensions import SampledRollouts
+from rewardjax.train.metrics import MetricsLogger
+from rewardjax.train.rl import RLTrainer
+from rewardjax.train.rl_extensions import RLExtensions, SampledRollouts
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -68,22 +73,83 @@ class EnvRollouts:
             rewards=ro.rewards.reshape(B, G), correct=correct, metrics=metrics)
 
 
-def env_pass_at_1(params, records: Sequence, *, model_config: ModelConfig, tokenizer,
-                  env: Environment, rollout: RolloutConfig, correct_key: str = "env/correct",
-                  batch_size: int = 64, placement=None) -> dict[str, float]:
-    """Greedy pass@1 with the environment in the loop, and the driver's metrics
-    averaged over the batches (`turns/mean`, `env/calls`, ...)."""
+def env_greedy(params, records: Sequence, *, model_config: ModelConfig, tokenizer,
+               env: Environment, rollout: RolloutConfig, correct_key: str = "env/correct",
+               batch_size: int = 64, placement=None) -> tuple[list[dict], dict[str, float]]:
+    """Greedy rollouts with the environment in the loop: one sample per record (its
+    `prompt`, `answer`, `transcript` (model text, observation, ...), `correct`, `reward`,
+    `turns`), and the driver's metrics averaged over the batches (`turns/mean`,
+    `env/calls`, ...)."""
     greedy = dataclasses.replace(rollout, steps=dataclasses.replace(rollout.steps,
                                                                     temperature=0.0))
     driver = MultiTurnDriver(model_config=model_config, tokenizer=tokenizer, env=env,
                              config=greedy)
     records = list(records)
-    correct, sums, batches = [], {}, 0
+    samples, sums, batches = [], {}, 0
     with placement_lib.context(placement):
         for i in range(0, len(records), batch_size):
-            ro, metrics = driver.run(params, records[i:i + batch_size])
-            correct += [x.get(correct_key, 0.0) > 0.5 for x in ro.infos]
+            batch = records[i:i + batch_size]
+            ro, metrics = driver.run(params, batch)
+            for rec, transcript, info, reward, turns in zip(map(as_mapping, batch),
+                                                            ro.transcripts, ro.infos,
+                                                            ro.rewards, ro.turns):
+                samples.append({"prompt": rec.get("prompt"), "answer": rec.get("answer"),
+                                "transcript": list(transcript),
+                                "correct": bool(info.get(correct_key, 0.0) > 0.5),
+                                "reward": float(reward), "turns": int(turns)})
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
             batches += 1
-    return {"pass1": float(np.mean(correct)), **{k: v / batches for k, v in sums.items()}}
+    return samples, {k: v / batches for k, v in sums.items()}
+
+
+def env_pass_at_1(params, records: Sequence, **kwargs) -> dict[str, float]:
+    """Greedy pass@1 with the environment in the loop (`env_greedy`'s keywords), and the
+    driver's metrics averaged over the batches."""
+    samples, metrics = env_greedy(params, records, **kwargs)
+    return {"pass1": float(np.mean([s["correct"] for s in samples])), **metrics}
+
+
+def grpo_arm(params, *, backbone, env: Environment, rollout: RolloutConfig, rl, optimizer,
+             pool: Sequence, held_out: Sequence, eos: tuple[int, ...], out_dir, name: str,
+             correct_key: str = "env/correct") -> tuple[dict[str, float], dict[str, float]]:
+    """One arm of GRPO with an environment in the loop, from `params`: greedy pass@1 on
+    `held_out` before and after `rl.steps` steps on prompts cycled in order from `pool`.
+
+    "DeepSeekMath" (arXiv:2402.03300) GRPO through `EnvRollouts`. Writes the held-out
+    transcripts to `<out_dir>/greedy_{sft,rl}_<name>.jsonl` (which failures RL fixed
+    and which it left) and the RL metrics to `<out_dir>/rl_<name>.jsonl`. Returns the
+    (before, after) `env_pass_at_1` figures. `backbone` is a `recipes.backbone.Backbone`.
+    """
+    out_dir = Path(out_dir)
+    pool = list(pool)
+
+    def evaluate(p, stage):
+        samples, metrics = env_greedy(p, held_out, model_config=backbone.config,
+                                      tokenizer=backbone.tokenizer, env=env, rollout=rollout,
+                                      correct_key=correct_key, placement=backbone.placement)
+        with open(out_dir / f"greedy_{stage}_{name}.jsonl", "w") as f:
+            f.writelines(json.dumps(s) + "\n" for s in samples)
+        return {"pass1": float(np.mean([s["correct"] for s in samples])), **metrics}
+
+    def prompts_fn(step, rnd):
+        first = (step * rl.max_sampling_rounds + rnd) * rl.prompts_per_step
+        return [pool[(first + i) % len(pool)] for i in range(rl.prompts_per_step)]
+
+    before = evaluate(params, "sft")
+    print(f"[{name}] SFT start: greedy pass@1 {before['pass1']:.3f}", flush=True)
+    trainer = RLTrainer(model_config=backbone.config, rl=rl, optimizer=optimizer,
+                        tokenizer=backbone.tokenizer, prompts_fn=prompts_fn, reward_fn=None,
+                        eos_ids=eos, placement=backbone.placement,
+                        extensions=RLExtensions(rollouts=EnvRollouts(
+                            env=env, rollout=rollout, correct_key=correct_key)),
+                        **backbone.spec.apply_kwargs)
+    state = trainer.init_state(params)
+    logger = MetricsLogger(out_dir, name=f"rl_{name}", total_steps=rl.steps)
+    for step in range(rl.steps):
+        state, metrics = trainer.step(state, step)
+        logger.log(step + 1, metrics, advance=1)
+    logger.close()
+    after = evaluate(trainer.policy(state), "rl")
+    print(f"[{name}] after GRPO: greedy pass@1 {after['pass1']:.3f}", flush=True)
+    return before, after

@@ -12,7 +12,7 @@ from rewardjax.data.encoding import render_prompt
 from rewardjax.data.tokenizer import default_tokenizer
 from rewardjax.envs.base import Environment, Transition
 from rewardjax.envs.rollout import RolloutConfig
-from rewardjax.envs.training import EnvRollouts, env_pass_at_1
+from rewardjax.envs.training import EnvRollouts, env_greedy, env_pass_at_1
 from rewardjax.sampling.stepwise import StepConfig
 from rewardjax.train import OptimizerConfig
 from rewardjax.train.rl import RLConfig, RLTrainer
@@ -80,6 +80,13 @@ def test_greedy_pass_at_1_and_mismatched_settings(setup):
     out = env_pass_at_1(params, pool, model_config=trainer.config, tokenizer=trainer.tokenizer,
                         env=env, rollout=rollout, batch_size=2)
     assert out["pass1"] == 0.5 and out["turns/mean"] == 2.0  # rollouts 0, 1 of each batch
+    samples, metrics = env_greedy(params, pool, model_config=trainer.config,
+                                  tokenizer=trainer.tokenizer, env=env, rollout=rollout,
+                                  batch_size=2)
+    assert [s["correct"] for s in samples] == [False, True, False, True]
+    assert [s["prompt"] for s in samples] == [r.prompt for r in pool]
+    assert all(s["turns"] == 2 and s["transcript"][1] == "<out>7</out>\n" for s in samples)
+    assert metrics["turns/mean"] == 2.0
     bad = EnvRollouts(env=env, rollout=RolloutConfig(
         steps=StepConfig(delimiters=((202,),), eos_ids=(0,), step_tokens=6, max_tokens=32,
                          prompt_buckets=(64,)), max_turns=2, observation_tokens=10))

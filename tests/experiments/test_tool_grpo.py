@@ -26,12 +26,16 @@ def test_tool_grpo_smoke(tmp_path, capsys):
     assert (tmp_path / "rl_curves.png").is_file()
 
 
-def test_tool_grpo_on_a_mesh_matches_one_device(tmp_path, capsys):
-    args = REDUCED + ["arms=tool"]
-    _run("tool_grpo", args, tmp_path / "one", capsys)
-    _run("tool_grpo", args + ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"],
-         tmp_path / "mesh", capsys)
-    one, sharded = _losses(tmp_path / "one", "tool"), _losses(tmp_path / "mesh", "tool")
+def mesh_matches_one_device(name, args, arm, tmp_path, capsys):
+    """Experiment `name` on a (2,2,2) mesh logs the one-device run's RL losses of `arm`."""
+    _run(name, args, tmp_path / "one", capsys)
+    _run(name, args + ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"], tmp_path / "mesh",
+         capsys)
+    one, sharded = _losses(tmp_path / "one", arm), _losses(tmp_path / "mesh", arm)
     assert len(one) == 2
     for a, b in zip(sharded, one):
         assert abs(a - b) <= 1e-4, (sharded, one)
+
+
+def test_tool_grpo_on_a_mesh_matches_one_device(tmp_path, capsys):
+    mesh_matches_one_device("tool_grpo", REDUCED + ["arms=tool"], "tool", tmp_path, capsys)
