@@ -14,11 +14,14 @@ best-of-N's accuracy for fewer generated tokens.
 
 How `tiny` deviates: the policy is the 2-layer width-64 SFT warm start of `process_rm`
 on 2-4-step arithmetic (`recipes.TINY_RM_TASK`) with 10% of 5-step examples, evaluated
-on 6-step test problems (more steps than any it was trained on); the PRM and ORM share its backbone and are trained as in
-`process_rm` (step BCE, solutions cut after their first error) on 2-6-step task
-solutions plus the policy's own samples on training problems labelled by the task's
-first-error check (PRM800K-style labels of policy samples, arXiv:2305.20050); MCTS runs
-up to N = 16 simulations. FLOPs are 2 x parameters per token for policy and scorer. The
+on 5-step test problems at temperature 1.3, where few samples are right line by line
+but most problems have one (at T = 1 majority vote is already 0.96; on 6-step problems
+no sample is right line by line: docs/experiments/test_time_scaling.md). The PRM and
+ORM are initialised from the policy and trained as in `process_rm` (step BCE, solutions
+cut after their first error) on 2-6-step task solutions plus the policy's own samples
+(same temperature) on 4-6-step training problems labelled by the task's first-error
+check (PRM800K-style labels of policy samples, arXiv:2305.20050); MCTS runs up to
+N = 16 simulations. FLOPs are 2 x parameters per token for policy and scorer. The
 `paper` preset points at a local policy and a local PRM directory (Math-Shepherd's
 step-tag causal LM read-out) on the default arithmetic task.
 
@@ -57,7 +60,10 @@ METHODS = ("majority", "orm_bon", "prm_bon_min", "prm_bon_last", "weighted", "be
 class VerifierConfig:
     """The PRM/ORM: trained here (`hf_path` None) or a local PRM directory read by
     `readout` ("step_tag_lm": p(good)/(p(good)+p(bad)) of the token after each step
-    tag; "token_class": a two-class token head)."""
+    tag; "token_class": a two-class token head). Trained here: on `num_synthetic`
+    solutions of `task` and on `policy_samples` policy samples for each of
+    `num_policy_problems` training problems of `policy_task`, labelled by the task's
+    first-error check."""
 
     hf_path: str | None = None
     readout: str = "step_tag_lm"
@@ -65,13 +71,17 @@ class VerifierConfig:
     bad_token: str = "-"
     step_separator: str = "\n"
     steps: int = 400
-    orm_steps: int = 300
+    orm_steps: int = 200
     batch_size: int = 32
     optimizer: OptimizerConfig = OptimizerConfig(lr=2e-3, warmup_steps=20, total_steps=400)
     num_synthetic: int = 1024
-    num_policy_problems: int = 128
+    num_policy_problems: int = 256
     policy_samples: int = 8
     task: arithmetic.ArithmeticConfig = dataclasses.replace(recipes.TINY_RM_TASK, max_steps=6)
+    # The policy's own labelled samples come from problems around the evaluation length
+    # (at the evaluation temperature): its errors there are what the PRM must catch.
+    policy_task: arithmetic.ArithmeticConfig = dataclasses.replace(recipes.TINY_RM_TASK,
+                                                                   min_steps=4, max_steps=6)
 
     def __post_init__(self):
         if self.readout not in ("step_tag_lm", "token_class"):
@@ -88,7 +98,11 @@ class Config:
         evaluation's (see docs/experiments/test_time_scaling.md).
       num_eval: held-out problems; ns: the budgets N; mcts_max_n: largest MCTS budget.
       expansions: M of beam search and DVTS (min(M, N) at small N).
-      step_tokens, max_tokens, max_steps: step-wise generation limits.
+      temperature: of every sample (evaluation and the PRM's own-sample data).
+      step_tokens, max_tokens, max_steps: step-wise generation limits. A step costs every
+        row as many slots as the batch's longest step, and at the tiny temperature some
+        row's step always runs to `step_tokens`: below max_steps x step_tokens slots most
+        rows stop before their answer line.
       reject_steps, reject_below: early rejection after this many steps, below this
         partial (min) PRM score.
     """
@@ -96,7 +110,7 @@ class Config:
     backbone: recipes.BackboneConfig = recipes.BackboneConfig()
     mesh: MeshConfig = MeshConfig()
     task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
-    eval_steps: int = 6
+    eval_steps: int = 5
     long_steps: int = 5
     long_fraction: float = 0.1
     num_eval: int = 64
@@ -107,7 +121,7 @@ class Config:
     mcts_max_n: int = 16
     mcts_expansions: int = 2
     expansions: int = 4
-    temperature: float = 1.0
+    temperature: float = 1.3
     step_tokens: int = 12
     max_tokens: int = 96
     max_steps: int = 8
@@ -133,7 +147,7 @@ PRESETS = {
                                         compute_dtype="bfloat16"),
         verifier=VerifierConfig(hf_path="checkpoints/math-shepherd-mistral-7b-prm",
                                 readout="step_tag_lm", step_separator=" ки"),
-        task=arithmetic.ArithmeticConfig(), eval_steps=6, num_eval=500,
+        task=arithmetic.ArithmeticConfig(), eval_steps=6, num_eval=500, temperature=1.0,
         buckets=(256, 512, 1024), sft=recipes.SFTConfig(steps=0), ns=(1, 2, 4, 8, 16, 32, 64),
         step_tokens=256, max_tokens=2048, max_steps=40, mcts_max_n=16),
 }
@@ -156,8 +170,8 @@ def policy_step_records(gen, tokenizer, config: Config, key) -> list[StepSolutio
     """The policy's own solutions of training problems, labelled by the task's
     first-error check (1 before the first wrong line, 0 from it on)."""
     v = config.verifier
-    problems = arithmetic.problems(v.num_policy_problems, seed=config.seed + 5, config=v.task,
-                                   split="train")
+    problems = arithmetic.problems(v.num_policy_problems, seed=config.seed + 5,
+                                   config=v.policy_task, split="train")
     res = search.sample_n(gen, [p.question for p in problems], key, n=v.policy_samples,
                           tokenizer=tokenizer, answer_fn=arithmetic.extract_answer)
     records = []
@@ -287,6 +301,8 @@ def evaluate(policy, scorers, config: Config, key) -> dict[str, dict[int, dict]]
             "flops": _flops(cost, P, 0) / B}
         if n == config.report_n:
             out["process"] = process
+            print(f"process diagnostics at N={n}: "
+                  + " ".join(f"{k}={v:.3f}" for k, v in process.items()), flush=True)
 
         er = search.early_rejection(gen, questions, k, n=n, scorer=prm_s,
                                     reject_steps=config.reject_steps,
