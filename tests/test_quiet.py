@@ -52,7 +52,8 @@ def test_patterns_catch_the_warnings_a_new_user_saw():
 def test_smoke_run_prints_no_third_party_warnings(tmp_path):
     env = dict(os.environ)
     # As a user runs it: one CPU device, not the 8 simulated ones of the test session.
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
+        "--xla_force_host_platform_device_count=8", "").strip()
     for name in ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "TRANSFORMERS_VERBOSITY", "PYTHONWARNINGS"):
         env.pop(name, None)
     proc = subprocess.run(

@@ -102,7 +102,7 @@ def test_experiment_writes_tensorboard_and_an_offline_wandb_run_without_torch(tm
         argv += ["--set", item]
     # One CPU device as a user runs it; wandb keeps its settings and cache in tmp_path.
     env = {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace(
-               "--xla_force_host_platform_device_count=8", ""),
+               "--xla_force_host_platform_device_count=8", "").strip(),
            "WANDB_MODE": "offline", "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
            "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
            "WANDB_DATA_DIR": str(tmp_path / "wandb_data")}
