@@ -9,7 +9,8 @@
     rewards.py     GRPO reward for training a judge (verdict match + format); judges as
                    the RL loop's reward (pointwise, pairwise vs reference / group win rate)
     traces.py      the arithmetic task as a rationale teacher
-    training.py    GRPO on a judge (the RL loop with judge prompts and labels)
+    training.py    GRPO on a judge (the RL loop with judge prompts and labels), the
+                   solver warm start, per-token SFT weights on the deciding tokens
 
 A judge is the backbone's own LM head: no new parameters, so SFT (`recipes.sft_warm_start`
 on `Trace.sft_example()`s) and GRPO (`train.rl.RLTrainer` with `judge_training_reward`)
@@ -28,6 +29,8 @@ from rewardjax.judges.rewards import (PairwiseJudgeReward, VerdictFormat, Verdic
                                       judge_training_reward, pointwise_judge_reward)
 from rewardjax.judges.scoring import (PairwiseJudge, PairwiseScores, PointwiseJudge,
                                       encode_forced, verdict_token_ids)
-from rewardjax.judges.traces import (Trace, first_error_trace, pairwise_trace, pairwise_traces,
+from rewardjax.judges.traces import (FIRST_ERROR_DECIDING, PAIRWISE_DECIDING, Trace,
+                                     first_error_trace, pairwise_trace, pairwise_traces,
                                      pointwise_trace)
-from rewardjax.judges.training import judge_grpo_trainer, solver_warm_start
+from rewardjax.judges.training import (deciding_token_weights, judge_grpo_trainer,
+                                       solver_warm_start)
