@@ -4,6 +4,8 @@
                    conditioning) and strict verdict parsing with counted failures
     scoring.py     one-forward-pass judges: p(Yes) pointwise, both-order pairwise with
                    its position bias
+    grm.py         DeepSeek-GRM: pointwise judgments with principles, critique and
+                   scores, strict score parsing, k-sample score voting, the meta RM
     generative.py  sampled judgments (rationale, then verdict), k-vote, meta-RM-guided
                    vote, BR-RM's two-turn rollout
     rewards.py     GRPO reward for training a judge (verdict match + format); judges as
@@ -25,6 +27,10 @@ from rewardjax.judges.formats import (FAILURES, NO_ERROR_CHOICE, PAIRWISE_CHOICE
 from rewardjax.judges.generative import (GenerativeJudge, Judgments, PairwiseVotes, TwoTurn,
                                          meta_guided_vote, pairwise_accuracy, pairwise_votes,
                                          two_turn_judgments, vote)
+from rewardjax.judges.grm import (SCORE_FAILURES, SCORES_PREFIX, GRMSamples, MetaRMConfig,
+                                  Scores, agrees, best_credit, grm_prompt, grm_trace,
+                                  meta_rm_records, meta_rm_scores, parse_scores, sample_scores,
+                                  scaling_curve, score_texts, train_meta_rm, vote_scores)
 from rewardjax.judges.rewards import (PairwiseJudgeReward, VerdictFormat, VerdictMatch,
                                       judge_training_reward, pointwise_judge_reward)
 from rewardjax.judges.scoring import (PairwiseJudge, PairwiseScores, PointwiseJudge,
