@@ -39,13 +39,12 @@ from rewardjax.data.records import SFTExample
 from rewardjax.recipes import BackboneConfig, SFTConfig, load_backbone, sft_warm_start
 from rewardjax.recipes.rl_arith import (TINY_GRPO, GreedyEval, RLRecipe, answer_reward,
                                         arith_trainer, plot_arms, rl_prompt_records,
-                                        smoke_recipe)
+                                        smoke_recipe, train_arm)
 from rewardjax.rewards import MathAnswerReward
 from rewardjax.sampling import SamplerConfig, sample
 from rewardjax.data.encoding import encode_prompt
 from rewardjax.sharding import MeshConfig
 from rewardjax.train import OptimizerConfig, placement as placement_lib, write_result
-from rewardjax.train.metrics import MetricsLogger
 from rewardjax.train.rl import RLConfig
 from rewardjax.train.rl_extensions import PromptRewrite, RLExtensions
 
@@ -172,6 +171,11 @@ def run(config: GuideConfig, out) -> dict:
     policy = backbone._replace(params=params)
     result: dict = {}
     held = hard = None
+
+    def held_and_hard(p):  # held-out pass@1, and on the hardest third
+        ev = held(p)
+        return {**ev, "hard_pass1": float(ev["correct"][hard].mean())}
+
     for arm in ARMS:
         ext = RLExtensions(rewrite=PromptRewrite(rewrite=first_step_hint)) if arm == "guide" else None
         trainer = arith_trainer(recipe, policy, answer_reward(recipe), extensions=ext)
@@ -187,20 +191,10 @@ def run(config: GuideConfig, out) -> dict:
                           hard_sampled_rate_before=round(float(rates[hard].mean()), 4))
             print(f"before RL: pass@1 {before['pass1']:.3f}, hardest third "
                   f"{result['hard_pass1_before']:.3f} ({len(hard)} problems)", flush=True)
-        state = trainer.init_state(params)
-        logger = MetricsLogger(out, name=f"rl_{arm}", total_steps=recipe.rl.steps, log=recipe.log)
-        curve, hard_curve = [], []
-        for step in range(recipe.rl.steps):
-            state, metrics = trainer.step(state, step)
-            done = step + 1
-            if done % config.eval_every == 0 or done == recipe.rl.steps:
-                ev = held(trainer.policy(state))
-                curve.append(round(ev["pass1"], 4))
-                hard_curve.append(round(float(ev["correct"][hard].mean()), 4))
-                metrics.update({"eval/pass1": curve[-1], "eval/hard_pass1": hard_curve[-1]})
-            logger.log(done, metrics, advance=1)
-        logger.close()
-        trainer.reward_fn.close()
+        _, evals = train_arm(trainer, params, name=arm, out=out, cfg=recipe,
+                             eval_every=config.eval_every, evaluate=held_and_hard)
+        curve = [round(ev["pass1"], 4) for _, ev in evals]
+        hard_curve = [round(ev["hard_pass1"], 4) for _, ev in evals]
         result.update({f"{arm}_pass1": curve[-1], f"{arm}_hard_pass1": hard_curve[-1],
                        f"{arm}_pass1_curve": ",".join(map(str, curve)),
                        f"{arm}_hard_pass1_curve": ",".join(map(str, hard_curve))})

@@ -38,7 +38,7 @@ from rewardjax.data.encoding import encode_prompt
 from rewardjax.recipes import BackboneConfig, SFTConfig
 from rewardjax.recipes.rl_arith import (TINY_GRPO, GreedyEval, RLRecipe, answer_reward,
                                         arith_trainer, plot_arms, rl_prompt_records,
-                                        smoke_recipe, warm_started_policy)
+                                        smoke_recipe, train_arm, warm_started_policy)
 from rewardjax.rewards import MathAnswerReward, extract_answer, normalize_answer
 from rewardjax.rewards.self_reward import (SelfRewardConfig, auroc, laser_auxiliary_loss,
                                           last_token_logprob, self_reward_score, token_id,
@@ -46,8 +46,7 @@ from rewardjax.rewards.self_reward import (SelfRewardConfig, auroc, laser_auxili
 from rewardjax.sampling import SamplerConfig, sample
 from rewardjax.sharding import MeshConfig
 from rewardjax.train import OptimizerConfig, placement as placement_lib, write_result
-from rewardjax.train.metrics import MetricsLogger
-from rewardjax.train.rl import RLConfig, RLTrainer
+from rewardjax.train.rl import RLConfig
 from rewardjax.train.rl_extensions import RLExtensions
 
 ARMS = ("grpo", "laser")
@@ -208,24 +207,11 @@ def run(config: LaSeRConfig, out) -> dict:
                   f"AUROC {fig['auroc']:.3f}", flush=True)
         trainer = base
         if arm == "laser":
-            trainer = RLTrainer(
-                extensions=RLExtensions(aux_loss=laser_auxiliary_loss(sr, policy.tokenizer)),
-                model_config=base.config, rl=base.rl, optimizer=base.optimizer_config, tokenizer=base.tokenizer,
-                prompts_fn=base.prompts_fn, reward_fn=base.reward_fn, placement=base.placement,
-                lora=base.lora, **recipe.model.apply_kwargs)
-        state = trainer.init_state(params)
-        logger = MetricsLogger(out, name=f"rl_{arm}", total_steps=recipe.rl.steps, log=recipe.log)
-        curves[arm] = []
-        for step in range(recipe.rl.steps):
-            state, metrics = trainer.step(state, step)
-            done = step + 1
-            if done % config.eval_every == 0 or done == recipe.rl.steps:
-                fig = verifier_figures(samples(trainer.policy(state)), sr)
-                metrics.update({f"eval/{k}": v for k, v in fig.items()})
-                curves[arm].append((done, fig))
-            logger.log(done, metrics, advance=1)
-        logger.close()
-        base.reward_fn.close()
+            ext = RLExtensions(aux_loss=laser_auxiliary_loss(sr, policy.tokenizer))
+            trainer = arith_trainer(recipe, policy, base.reward_fn, extensions=ext)
+        state, curves[arm] = train_arm(
+            trainer, params, name=arm, out=out, cfg=recipe, eval_every=config.eval_every,
+            evaluate=lambda p: verifier_figures(samples(p), sr))
         fig = curves[arm][-1][1]
         result[f"{arm}_pass1"] = round(held(trainer.policy(state))["pass1"], 4)
         for key in ("auroc", "sample_accuracy", "score_correct", "score_wrong", "majority_vote",

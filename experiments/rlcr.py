@@ -38,14 +38,14 @@ from rewardjax.data.records import SFTExample
 from rewardjax.eval import confidence_ece
 from rewardjax.recipes import BackboneConfig, SFTConfig, load_backbone, sft_warm_start
 from rewardjax.recipes.rl_arith import (TINY_GRPO, RLRecipe, answer_reward, arith_trainer,
-                                        rl_prompt_records)
+                                        rl_prompt_records, train_arm)
 from rewardjax.rewards import MathAnswerReward
 from rewardjax.rewards.confidence import (CONFIDENCE_PREFIX, parse_confidence,
                                           rlcr_combined_reward)
 from rewardjax.sharding import MeshConfig
 from rewardjax.train import OptimizerConfig, placement as placement_lib, write_result
 from rewardjax.train.evaluate import greedy_accuracy
-from rewardjax.train.metrics import MetricsLogger, is_writer
+from rewardjax.train.metrics import is_writer
 from rewardjax.train.rl import RLConfig
 
 ARMS = ("grpo", "rlcr")
@@ -170,19 +170,9 @@ def run(config: RLCRConfig, out) -> dict:
             result.update(pass1_before=before["pass1"], ece_before=before["ece"])
             print(f"held-out before RL: pass@1 {before['pass1']:.3f} ECE {before['ece']:.3f}",
                   flush=True)
-        state = trainer.init_state(params)
-        logger = MetricsLogger(out, name=f"rl_{arm}", total_steps=recipe.rl.steps, log=recipe.log)
-        curves[arm] = [(0, before)]
-        for step in range(recipe.rl.steps):
-            state, metrics = trainer.step(state, step)
-            done = step + 1
-            if done % config.eval_every == 0 or done == recipe.rl.steps:
-                ev = held(trainer.policy(state))
-                curves[arm].append((done, ev))
-                metrics.update({f"eval/{k}": v for k, v in ev.items() if np.ndim(v) == 0})
-            logger.log(done, metrics, advance=1)
-        logger.close()
-        rewards[arm].close()
+        _, evals = train_arm(trainer, params, name=arm, out=out, cfg=recipe,
+                             eval_every=config.eval_every, evaluate=held)
+        curves[arm] = [(0, before), *evals]
         finals[arm] = curves[arm][-1][1]
         for key in ("pass1", "ece", "brier", "confidence", "parse_failures"):
             result[f"{arm}_{key}"] = round(finals[arm][key], 4)

@@ -277,6 +277,34 @@ class GreedyEval:
                 "correct_length": float(lengths[correct].mean()) if correct.any() else 0.0}
 
 
+def train_arm(trainer: RLTrainer, params, *, name: str, out: Path, cfg: RLRecipe,
+              evaluate: Callable[[object], dict], eval_every: int = 0,
+              ref_params=None) -> tuple[object, list[tuple[int, dict]]]:
+    """One arm's RL run from `params`, logged to `rl_<name>.jsonl`; closes its reward.
+
+    `evaluate(policy params) -> dict` runs every `eval_every` steps (0: never before the
+    last) and after the last step; its scalar figures are logged as `eval/<key>`.
+    Returns the final state and the `(step, evaluation)` pairs, the last one final.
+    """
+    steps = trainer.rl.steps
+    state = trainer.init_state(params)
+    logger = MetricsLogger(out, name=f"rl_{name}", total_steps=steps, log=cfg.log)
+    evals: list[tuple[int, dict]] = []
+    for step in range(steps):
+        state, metrics = trainer.step(state, step, ref_params)
+        done = step + 1
+        if done == steps or (eval_every and done % eval_every == 0):
+            ev = evaluate(trainer.policy(state))
+            evals.append((done, ev))
+            metrics.update({f"eval/{k}": v for k, v in ev.items() if np.ndim(v) == 0})
+        logger.log(done, metrics, advance=1)
+    logger.close()
+    close = getattr(trainer.reward_fn, "close", None)
+    if close is not None:
+        close()
+    return state, evals
+
+
 def run_arms(cfg: RLRecipe, out: Path, arms: list[Arm], *, title: str, eval_every: int = 0,
              curves: tuple[str, ...] = ("reward/mean", "accuracy", "response/length"),
              after_arm: Callable[[Arm, RLTrainer, object, dict], dict] | None = None
@@ -308,21 +336,11 @@ def run_arms(cfg: RLRecipe, out: Path, arms: list[Arm], *, title: str, eval_ever
             result["pass1_before"] = round(before["pass1"], 4)
             result["correct_length_before"] = round(before["correct_length"], 2)
             print(f"held-out greedy pass@1 before RL: {before['pass1']:.3f}", flush=True)
-        state = trainer.init_state(params)
-        logger = MetricsLogger(out, name=f"rl_{arm.name}", total_steps=rl.steps, log=cfg.log)
-        curve = []
-        for step in range(rl.steps):
-            state, metrics = trainer.step(state, step, params if rl.kl_coef else None)
-            last = step + 1 == rl.steps
-            if last or (eval_every and (step + 1) % eval_every == 0):
-                after = held(trainer.policy(state))
-                curve.append(round(after["pass1"], 4))
-                metrics["eval/pass1"] = curve[-1]
-            logger.log(step + 1, metrics, advance=1)
-        logger.close()
-        reward_close = getattr(reward, "close", None)
-        if reward_close is not None:
-            reward_close()
+        state, evals = train_arm(trainer, params, name=arm.name, out=out, cfg=arm_cfg,
+                                 evaluate=held, eval_every=eval_every,
+                                 ref_params=params if rl.kl_coef else None)
+        after = evals[-1][1]
+        curve = [round(ev["pass1"], 4) for _, ev in evals]
         result[f"{arm.name}_pass1"] = round(after["pass1"], 4)
         result[f"{arm.name}_correct_length"] = round(after["correct_length"], 2)
         if eval_every:
