@@ -4,7 +4,7 @@
 import json
 
 from tests.experiments.test_rl_experiments import MODEL, _run
-from tests.experiments.test_tool_grpo import mesh_matches_one_device
+from tests.experiments.test_tool_grpo import one_device_and_mesh_losses
 
 REDUCED = MODEL + ["sft.steps=2", "eval_questions=4", "rl.steps=2", "rl.prompts_per_step=2",
                    "rl.group_size=2"]
@@ -26,5 +26,8 @@ def test_text_to_sql_smoke(tmp_path, capsys):
 
 
 def test_text_to_sql_on_a_mesh_matches_one_device(tmp_path, capsys):
-    mesh_matches_one_device("text_to_sql", REDUCED + ["arms=partial"], "partial", tmp_path,
-                            capsys)
+    one, sharded = one_device_and_mesh_losses("text_to_sql", REDUCED + ["arms=partial"],
+                                              "partial", tmp_path, capsys)
+    assert len(one) == 2
+    for a, b in zip(sharded, one):
+        assert abs(a - b) <= 1e-4, (sharded, one)

@@ -26,16 +26,18 @@ def test_tool_grpo_smoke(tmp_path, capsys):
     assert (tmp_path / "rl_curves.png").is_file()
 
 
-def mesh_matches_one_device(name, args, arm, tmp_path, capsys):
-    """Experiment `name` on a (2,2,2) mesh logs the one-device run's RL losses of `arm`."""
+def one_device_and_mesh_losses(name, args, arm, tmp_path, capsys):
+    """The RL losses of `arm` when experiment `name` runs on one device and on a (2,2,2)
+    mesh of 8 simulated devices."""
     _run(name, args, tmp_path / "one", capsys)
     _run(name, args + ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"], tmp_path / "mesh",
          capsys)
-    one, sharded = _losses(tmp_path / "one", arm), _losses(tmp_path / "mesh", arm)
-    assert len(one) == 2
-    for a, b in zip(sharded, one):
-        assert abs(a - b) <= 1e-4, (sharded, one)
+    return _losses(tmp_path / "one", arm), _losses(tmp_path / "mesh", arm)
 
 
 def test_tool_grpo_on_a_mesh_matches_one_device(tmp_path, capsys):
-    mesh_matches_one_device("tool_grpo", REDUCED + ["arms=tool"], "tool", tmp_path, capsys)
+    one, sharded = one_device_and_mesh_losses("tool_grpo", REDUCED + ["arms=tool"], "tool",
+                                              tmp_path, capsys)
+    assert len(one) == 2
+    for a, b in zip(sharded, one):
+        assert abs(a - b) <= 1e-4, (sharded, one)
