@@ -148,25 +148,40 @@ def parse_verdict(text: str, *, choices: Sequence[str]) -> Verdict:
     """
     if not choices:
         raise ValueError("parse_verdict needs at least one choice")
+    payload, rationale, failure = final_line(text, VERDICT_PREFIX, noun="verdict",
+                                             plural="verdicts")
+    if failure is not None:
+        return Verdict(None, rationale, failure)
+    if payload.strip() not in choices:
+        return Verdict(None, rationale, "invalid_choice")
+    return Verdict(payload.strip(), rationale, None)
+
+
+def final_line(text: str, prefix: str, *, noun: str, plural: str
+               ) -> tuple[str | None, str, str | None]:
+    """`(payload, rationale, failure)` of a judgment that must end in one `prefix` line.
+
+    `prefix` must occur exactly once, at the start of the last non-empty line; the payload
+    is what follows it on that line, the rationale everything before. Failures, in the
+    order they are checked: "empty", "missing_<noun>", "multiple_<plural>",
+    "<noun>_not_last", "<noun>_not_at_line_start" (payload None). Shared by verdicts and
+    DeepSeek-GRM's score lines, so both fail the same way.
+    """
     if not text.strip():
-        return Verdict(None, "", "empty")
-    count = text.count(VERDICT_PREFIX)
+        return None, "", "empty"
+    count = text.count(prefix)
     if count == 0:
-        return Verdict(None, text.strip(), "missing_verdict")
+        return None, text.strip(), f"missing_{noun}"
     if count > 1:
-        return Verdict(None, text.strip(), "multiple_verdicts")
+        return None, text.strip(), f"multiple_{plural}"
     lines = text.rstrip().split("\n")
     last = lines[-1].strip()
-    at = text.index(VERDICT_PREFIX)
     rationale = "\n".join(lines[:-1]).strip()
-    if VERDICT_PREFIX not in last:
-        return Verdict(None, text[:at].strip(), "verdict_not_last")
-    if not last.startswith(VERDICT_PREFIX):
-        return Verdict(None, rationale, "verdict_not_at_line_start")
-    choice = last[len(VERDICT_PREFIX):].strip()
-    if choice not in choices:
-        return Verdict(None, rationale, "invalid_choice")
-    return Verdict(choice, rationale, None)
+    if prefix not in last:
+        return None, text[:text.index(prefix)].strip(), f"{noun}_not_last"
+    if not last.startswith(prefix):
+        return None, rationale, f"{noun}_not_at_line_start"
+    return last[len(prefix):], rationale, None
 
 
 class ParsedBatch(NamedTuple):

@@ -107,21 +107,11 @@ def parse_scores(text: str, *, num_responses: int, score_range: tuple[int, int] 
     if not low <= high:
         raise ValueError(f"parse_scores: score_range must be (low, high) with low <= high, "
                          f"got {score_range}")
-    if not text.strip():
-        return Scores(None, "", "empty")
-    count = text.count(SCORES_PREFIX)
-    if count == 0:
-        return Scores(None, text.strip(), "missing_scores")
-    if count > 1:
-        return Scores(None, text.strip(), "multiple_scores")
-    lines = text.rstrip().split("\n")
-    last = lines[-1].strip()
-    rationale = "\n".join(lines[:-1]).strip()
-    if SCORES_PREFIX not in last:
-        return Scores(None, text[:text.index(SCORES_PREFIX)].strip(), "scores_not_last")
-    if not last.startswith(SCORES_PREFIX):
-        return Scores(None, rationale, "scores_not_at_line_start")
-    items = [s.strip() for s in last[len(SCORES_PREFIX):].split(",")]
+    payload, rationale, failure = formats.final_line(text, SCORES_PREFIX, noun="scores",
+                                                     plural="scores")
+    if failure is not None:
+        return Scores(None, rationale, failure)
+    items = [s.strip() for s in payload.split(",")]
     if len(items) != num_responses:
         return Scores(None, rationale, "wrong_count")
     if not all(_INTEGER.fullmatch(s) for s in items):
