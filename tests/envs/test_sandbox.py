@@ -380,9 +380,16 @@ def test_other_isolation_plans_under_a_system_python(variant, unharmed):
     system_python = "/usr/bin/python3"
     if os.geteuid() != 0 or not os.path.exists(system_python) or (prefix and not shutil.which(prefix[0])):
         pytest.skip("needs root, setpriv and a system python3 readable by any uid")
-    path = os.path.abspath(sandbox.__file__)
-    proc = subprocess.run([*prefix, system_python, "-I", "-c", _SYSTEM_PYTHON_SCRIPT, path, isolation],
-                          capture_output=True, text=True, timeout=120, cwd="/")
+    # The other uid may not read the checkout (a clone under a 0700 mktemp directory):
+    # it gets world-readable copies of the sandbox and its child script.
+    with tempfile.TemporaryDirectory() as readable:
+        os.chmod(readable, 0o755)
+        for name in ("sandbox.py", "_sandbox_child.py"):
+            shutil.copy(os.path.join(os.path.dirname(sandbox.__file__), name), readable)
+            os.chmod(os.path.join(readable, name), 0o644)
+        path = os.path.join(readable, "sandbox.py")
+        proc = subprocess.run([*prefix, system_python, "-I", "-c", _SYSTEM_PYTHON_SCRIPT, path,
+                               isolation], capture_output=True, text=True, timeout=120, cwd="/")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out == {"plan": plan, "fork_bomb": ["process_limit", ""], "escaped_child": ["ok", ""],
