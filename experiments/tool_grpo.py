@@ -12,11 +12,11 @@ start with the tool, and above the same recipe run without the tool (calls answe
 
 Deviations of the `tiny` preset: grpo_arith's ~1M-parameter model, task and 500-step
 warm start; the tool is `rewardjax.envs.calculator` (Python run by
-`rewardjax.envs.sandbox`); half of the SFT traces call the tool, the other half give
-the bare answer (so RL has a habit to choose), and a quarter of the tool traces miscopy
-an operand and answer with that call's output (so the answer copies the tool); SFT
-also trains on the tool's output tokens (the RL loss does not); the reward is the 0/1
-answer (ToolRL's fine-grained reward is `calculator.tool_weight`, off here); 3 turns.
+`rewardjax.envs.sandbox`); 30% of the SFT traces call the tool and the rest give the
+bare answer, so greedy decoding after SFT answers directly and RL must learn to call
+(ReTool's observation); the tool's output tokens are left out of the SFT loss as they
+are out of the RL loss; the reward is the 0/1 answer (ToolRL's fine-grained reward is
+`calculator.tool_weight`, off here); 3 turns; 30 GRPO steps at lr 1e-4.
 Findings, including runs where the effect did not appear: docs/experiments/tool_grpo.md.
 `paper` runs the same recipe on a local checkpoint directory (no SFT), with ToolRL's
 reward added (`tool_weight=1`).
@@ -38,14 +38,15 @@ from rewardjax.data.encoding import render_prompt
 from rewardjax.data.records import SFTExample
 from rewardjax.data.synthetic import arithmetic
 from rewardjax.data.tokenizer import eos_ids
-from rewardjax.envs.calculator import CalculatorConfig, CalculatorEnv, tool_trace
+from rewardjax.envs.calculator import (OUT_CLOSE, OUT_OPEN, CalculatorConfig, CalculatorEnv,
+                                      tool_trace)
 from rewardjax.envs.rollout import RolloutConfig
 from rewardjax.envs.training import grpo_arm
 from rewardjax.recipes import BackboneConfig, SFTConfig
 from rewardjax.recipes.backbone import load_backbone
 from rewardjax.recipes.rl_arith import TINY_RL_MODEL, TINY_RL_SFT, plot_arms
 from rewardjax.recipes.tasks import TINY_RL_TASK
-from rewardjax.recipes.warm_start import sft_warm_start
+from rewardjax.recipes.warm_start import sft_warm_start, span_token_weights
 from rewardjax.sampling.stepwise import StepConfig
 from rewardjax.sharding import MeshConfig
 from rewardjax.train.metrics import write_result
@@ -65,6 +66,8 @@ class ToolGRPOConfig:
       model, mesh, task, sft, sft_buckets: as `RLRecipe`'s.
       tool_fraction: share of SFT traces that call the tool (the rest answer directly).
       miscopied: share of the tool traces whose call has one operand wrong (`sft_traces`).
+      observation_weight: SFT loss weight of the tool's output tokens in the traces
+        (0 leaves them out, as the RL loss leaves out observations).
       rl: the GRPO settings; `rl.max_new_tokens` is the response slots of a rollout
         (turns, observations and the holes of waiting rows).
       max_turns, turn_tokens, observation_tokens: the rollout budgets.
@@ -78,13 +81,14 @@ class ToolGRPOConfig:
     task: synthetic.ArithmeticConfig = TOOL_TASK
     sft: SFTConfig = TOOL_SFT
     sft_buckets: tuple[int, ...] = (96,)
-    tool_fraction: float = 0.5
-    miscopied: float = 0.25
-    rl: RLConfig = RLConfig(steps=20, prompts_per_step=8, group_size=8, max_new_tokens=132,
+    tool_fraction: float = 0.3
+    miscopied: float = 0.0
+    observation_weight: float = 0.0
+    rl: RLConfig = RLConfig(steps=30, prompts_per_step=8, group_size=8, max_new_tokens=132,
                             prompt_length=64, temperature=1.0, epochs=1, minibatches=1,
                             advantage="grpo", scale_by_std=True, reduction="token_mean",
                             kl_coef=0.0)
-    rl_optimizer: OptimizerConfig = OptimizerConfig(lr=5e-5, warmup_steps=5, total_steps=20,
+    rl_optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, warmup_steps=5, total_steps=30,
                                                     min_lr_ratio=1.0)
     max_turns: int = 3
     turn_tokens: int = 36
@@ -97,6 +101,8 @@ class ToolGRPOConfig:
     def __post_init__(self):
         if not 0.0 <= self.tool_fraction <= 1.0:
             raise ValueError(f"tool_fraction must be in [0, 1], got {self.tool_fraction}")
+        if not self.observation_weight >= 0:
+            raise ValueError(f"observation_weight must be >= 0, got {self.observation_weight}")
         object.__setattr__(self, "arms", tuple(self.arms))
         if not self.arms or any(a not in ("tool", "no_tool") for a in self.arms):
             raise ValueError(f"arms must be a non-empty subset of ('tool', 'no_tool'), got "
@@ -107,9 +113,10 @@ def sft_traces(cfg: ToolGRPOConfig) -> list[SFTExample]:
     """Questions with a tool-calling trace (share `tool_fraction`) or the bare answer.
 
     A share `miscopied` of the tool traces call the tool with one operand off by 1..9 and
-    answer with that call's output: the answer line must copy the tool's output, which
-    the model would otherwise predict from the question (the output tokens are trained
-    on, and equal the right answer in every other trace)."""
+    answer with that call's output, so the answer line must copy the output even when
+    the output tokens are trained on (`observation_weight > 0`, where the model could
+    predict them from the question instead). Off in `tiny`, which leaves the output out
+    of the loss."""
     out = []
     for i, p in enumerate(arithmetic.problems(cfg.sft.num_examples, seed=cfg.seed + 1,
                                               config=cfg.task, split="train")):
@@ -144,8 +151,10 @@ def run(cfg: ToolGRPOConfig, out: Path) -> dict:
     out = Path(out)
     backbone = load_backbone(cfg.model, jax.random.key(cfg.seed), cfg.mesh)
     tok = backbone.tokenizer
+    weights = (None if cfg.observation_weight == 1.0 else
+               span_token_weights(tok, OUT_OPEN, OUT_CLOSE + "\n", weight=cfg.observation_weight))
     params = sft_warm_start(backbone, sft_traces(cfg), sft=cfg.sft, buckets=cfg.sft_buckets,
-                            out_dir=out, seed=cfg.seed)
+                            out_dir=out, seed=cfg.seed, token_weights=weights)
     eos = eos_ids(tok)
     rollout = rollout_config(cfg, eos, tok)
     held_out = synthetic.rl_prompts(cfg.eval_problems, seed=cfg.seed + 2, config=cfg.task,

@@ -14,4 +14,5 @@ in `rewardjax.train`; experiment files in `experiments/` are configuration plus 
 
 from rewardjax.recipes.backbone import Backbone, BackboneConfig, load_backbone
 from rewardjax.recipes.tasks import TINY_BT_TASK, TINY_RL_TASK, TINY_RM_TASK, TINY_TASK
-from rewardjax.recipes.warm_start import SFTConfig, TokenWeights, sft_warm_start, sync_schedule
+from rewardjax.recipes.warm_start import (SFTConfig, TokenWeights, sft_warm_start,
+                                          span_token_weights, sync_schedule)

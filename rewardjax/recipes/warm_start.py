@@ -31,6 +31,49 @@ from rewardjax.train.state import OptimizerConfig
 TokenWeights = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+def span_token_weights(tokenizer, open_text: str, close_text: str, *,
+                       weight: float) -> TokenWeights:
+    """Per-token SFT weights: `weight` on each completion span from the tokens of
+    `open_text` through the next tokens of `close_text` (both included), 1 elsewhere.
+
+    With `weight=0` a tool's output inside an SFT trace (`<out>52</out>\\n`) is left out
+    of the loss as the multi-turn RL loss leaves out observations, so the model learns
+    to call and to copy the output, not to predict it from the question. Spans are
+    matched on token ids, so `open_text`/`close_text` must tokenize the same inside a
+    completion as alone (true of tags that start with a character no merge crosses).
+    """
+    if not weight >= 0:
+        raise ValueError(f"span_token_weights: weight must be >= 0, got {weight}")
+    marks = {}
+    for name, text in (("open_text", open_text), ("close_text", close_text)):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"span_token_weights: {name}={text!r} tokenizes to no tokens")
+        marks[name] = np.asarray(ids, np.int64)
+    open_ids, close_ids = marks["open_text"], marks["close_text"]
+
+    def starts(row: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        if len(row) < len(ids):
+            return np.zeros((0,), np.int64)
+        windows = np.lib.stride_tricks.sliding_window_view(row, len(ids))
+        return np.flatnonzero(np.all(windows == ids, axis=-1))
+
+    def weights(tokens_bt: np.ndarray, loss_mask_bt: np.ndarray) -> np.ndarray:
+        out = np.ones(tokens_bt.shape, np.float32)
+        mask = np.asarray(loss_mask_bt, bool)
+        for b in range(tokens_bt.shape[0]):
+            closes = starts(tokens_bt[b], close_ids)
+            for s in starts(tokens_bt[b], open_ids):
+                if not mask[b, s]:
+                    continue
+                after = closes[closes >= s + len(open_ids)]
+                stop = after[0] + len(close_ids) if len(after) else tokens_bt.shape[1]
+                out[b, s:stop] = weight
+        return out
+
+    return weights
+
+
 def sync_schedule(optimizer: OptimizerConfig, steps: int) -> OptimizerConfig:
     """`optimizer` with its cosine schedule spanning `steps` (a `--set steps=N` override
     then needs no matching `optimizer.total_steps=N`)."""

@@ -90,3 +90,30 @@ def test_unit_weights_and_micro_batches():
 def test_bad_weights_are_refused(fn, match):
     with pytest.raises(ValueError, match=match):
         add_sft_denominator(_batch(), fn)
+
+
+def test_span_token_weights_zero_a_tool_output_inside_the_completion():
+    from rewardjax.data.tokenizer import default_tokenizer
+    tok = default_tokenizer()
+    ids = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    head, span, tail = "Q <call>python: print(2+3)</call>", "<out>5</out>\n", "Answer: 5"
+    tokens = np.asarray([ids(head) + ids(span) + ids(tail)])
+    assert tokens.shape[1] == len(ids(head + span + tail))  # the tags tokenize alone
+    loss_mask = np.ones_like(tokens, bool)
+    loss_mask[0, :2] = False  # "Q " is prompt
+    w = recipes.span_token_weights(tok, "<out>", "</out>\n", weight=0.0)(tokens, loss_mask)
+    a, b = len(ids(head)), len(ids(head)) + len(ids(span))
+    expected = np.ones(tokens.shape, np.float32)
+    expected[0, a:b] = 0.0
+    np.testing.assert_array_equal(w, expected)
+    # an unclosed span runs to the end; a span opened inside the prompt is left alone
+    w = recipes.span_token_weights(tok, "<out>", "</out>\n", weight=0.5)(tokens[:, :a + 3],
+                                                                          loss_mask[:, :a + 3])
+    assert w[0, :a].tolist() == [1.0] * a and w[0, a:].tolist() == [0.5] * 3
+    prompt_only = np.zeros_like(loss_mask)
+    assert np.all(recipes.span_token_weights(tok, "<out>", "</out>\n", weight=0.0)(
+        tokens, prompt_only) == 1.0)
+    with pytest.raises(ValueError, match="open_text=''"):
+        recipes.span_token_weights(tok, "", "</out>", weight=0.0)
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        recipes.span_token_weights(tok, "<out>", "</out>", weight=-1.0)
