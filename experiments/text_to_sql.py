@@ -32,13 +32,11 @@ from rewardjax.data.encoding import render_prompt
 from rewardjax.data.records import SFTExample
 from rewardjax.data.tokenizer import eos_ids
 from rewardjax.envs import sql
-from rewardjax.envs.rollout import RolloutConfig
-from rewardjax.envs.training import grpo_arm
+from rewardjax.envs.training import env_rollout_config, grpo_arm
 from rewardjax.recipes import BackboneConfig, SFTConfig
 from rewardjax.recipes.backbone import load_backbone
 from rewardjax.recipes.rl_arith import TINY_RL_MODEL, plot_arms
 from rewardjax.recipes.warm_start import sft_warm_start
-from rewardjax.sampling.stepwise import StepConfig
 from rewardjax.sharding import MeshConfig
 from rewardjax.train.metrics import write_result
 from rewardjax.train.rl import RLConfig
@@ -91,16 +89,6 @@ class TextToSQLConfig:
         sql.questions(1, seed=0, templates=self.templates)  # validates the template names
 
 
-def rollout_config(cfg: TextToSQLConfig, eos: tuple[int, ...], tokenizer) -> RolloutConfig:
-    close = tuple(int(t) for t in tokenizer(sql.SQL_CLOSE, add_special_tokens=False)["input_ids"])
-    steps = StepConfig(delimiters=(close,), eos_ids=eos, step_tokens=cfg.turn_tokens,
-                       max_tokens=cfg.rl.max_new_tokens, temperature=cfg.rl.temperature,
-                       top_k=cfg.rl.top_k, top_p=cfg.rl.top_p, pad_id=tokenizer.pad_token_id,
-                       prompt_buckets=(cfg.rl.prompt_length,))
-    # One turn: the query is the answer; the observation slot is never used.
-    return RolloutConfig(steps=steps, max_turns=1, observation_tokens=1)
-
-
 def run(cfg: TextToSQLConfig, out: Path) -> dict:
     start = time.time()
     out = Path(out)
@@ -114,7 +102,9 @@ def run(cfg: TextToSQLConfig, out: Path) -> dict:
     params = sft_warm_start(backbone, traces, sft=cfg.sft, buckets=cfg.sft_buckets,
                             out_dir=out, seed=cfg.seed)
     eos = eos_ids(tok)
-    rollout = rollout_config(cfg, eos, tok)
+    # One turn: the query is the answer; the observation slot is never used.
+    rollout = env_rollout_config(cfg.rl, tok, eos, close_text=sql.SQL_CLOSE, max_turns=1,
+                                 turn_tokens=cfg.turn_tokens, observation_tokens=1)
     pool = sql.questions(4096, seed=cfg.seed + 3, templates=cfg.templates, employees=employees)
     held_out = sql.questions(cfg.eval_questions, seed=cfg.seed + 2, templates=cfg.templates,
                              employees=employees)

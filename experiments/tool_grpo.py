@@ -38,16 +38,14 @@ from rewardjax.data.encoding import render_prompt
 from rewardjax.data.records import SFTExample
 from rewardjax.data.synthetic import arithmetic
 from rewardjax.data.tokenizer import eos_ids
-from rewardjax.envs.calculator import (OUT_CLOSE, OUT_OPEN, CalculatorConfig, CalculatorEnv,
-                                      tool_trace)
-from rewardjax.envs.rollout import RolloutConfig
-from rewardjax.envs.training import grpo_arm
+from rewardjax.envs.calculator import (CALL_CLOSE, OUT_CLOSE, OUT_OPEN, CalculatorConfig,
+                                      CalculatorEnv, tool_trace)
+from rewardjax.envs.training import env_rollout_config, grpo_arm
 from rewardjax.recipes import BackboneConfig, SFTConfig
 from rewardjax.recipes.backbone import load_backbone
 from rewardjax.recipes.rl_arith import TINY_RL_MODEL, TINY_RL_SFT, plot_arms
 from rewardjax.recipes.tasks import TINY_RL_TASK
 from rewardjax.recipes.warm_start import sft_warm_start, span_token_weights
-from rewardjax.sampling.stepwise import StepConfig
 from rewardjax.sharding import MeshConfig
 from rewardjax.train.metrics import write_result
 from rewardjax.train.rl import RLConfig
@@ -136,16 +134,6 @@ def sft_traces(cfg: ToolGRPOConfig) -> list[SFTExample]:
     return out
 
 
-def rollout_config(cfg: ToolGRPOConfig, eos: tuple[int, ...], tokenizer) -> RolloutConfig:
-    close = tuple(int(t) for t in tokenizer("</call>", add_special_tokens=False)["input_ids"])
-    steps = StepConfig(delimiters=(close,), eos_ids=eos, step_tokens=cfg.turn_tokens,
-                       max_tokens=cfg.rl.max_new_tokens, temperature=cfg.rl.temperature,
-                       top_k=cfg.rl.top_k, top_p=cfg.rl.top_p, pad_id=tokenizer.pad_token_id,
-                       prompt_buckets=(cfg.rl.prompt_length,))
-    return RolloutConfig(steps=steps, max_turns=cfg.max_turns,
-                         observation_tokens=cfg.observation_tokens)
-
-
 def run(cfg: ToolGRPOConfig, out: Path) -> dict:
     start = time.time()
     out = Path(out)
@@ -156,7 +144,9 @@ def run(cfg: ToolGRPOConfig, out: Path) -> dict:
     params = sft_warm_start(backbone, sft_traces(cfg), sft=cfg.sft, buckets=cfg.sft_buckets,
                             out_dir=out, seed=cfg.seed, token_weights=weights)
     eos = eos_ids(tok)
-    rollout = rollout_config(cfg, eos, tok)
+    rollout = env_rollout_config(cfg.rl, tok, eos, close_text=CALL_CLOSE,
+                                 max_turns=cfg.max_turns, turn_tokens=cfg.turn_tokens,
+                                 observation_tokens=cfg.observation_tokens)
     held_out = synthetic.rl_prompts(cfg.eval_problems, seed=cfg.seed + 2, config=cfg.task,
                                     split="test")
     pool = synthetic.rl_prompts(4096, seed=cfg.seed + 3, config=cfg.task, split="train")

@@ -37,10 +37,10 @@ from rewardjax.data.encoding import render_prompt
 from rewardjax.data.records import SFTExample
 from rewardjax.data.synthetic import arithmetic
 from rewardjax.data.tokenizer import eos_ids
-from rewardjax.envs.calculator import OUT_CLOSE, OUT_OPEN
-from rewardjax.envs.tool_judge import (ToolJudgeConfig, ToolJudgeEnv, call_rollout_config,
-                                       judge_accuracy_by_label, judge_records, judge_trace)
-from rewardjax.envs.training import grpo_arm
+from rewardjax.envs.calculator import CALL_CLOSE, OUT_CLOSE, OUT_OPEN
+from rewardjax.envs.tool_judge import (ToolJudgeConfig, ToolJudgeEnv, judge_accuracy_by_label,
+                                       judge_records, judge_trace)
+from rewardjax.envs.training import env_rollout_config, grpo_arm
 from rewardjax.judges import pointwise_prompt
 from rewardjax.recipes import BackboneConfig, SFTConfig
 from rewardjax.recipes.backbone import load_backbone
@@ -133,9 +133,9 @@ def run(cfg: ToolJudgeExperimentConfig, out: Path) -> dict:
     params = sft_warm_start(backbone, sft_traces(cfg), sft=cfg.sft, buckets=cfg.sft_buckets,
                             out_dir=out, seed=cfg.seed, token_weights=weights)
     eos = eos_ids(tok)
-    rollout = call_rollout_config(cfg.rl, tok, eos, max_turns=cfg.max_turns,
-                                  turn_tokens=cfg.turn_tokens,
-                                  observation_tokens=cfg.observation_tokens)
+    rollout = env_rollout_config(cfg.rl, tok, eos, close_text=CALL_CLOSE,
+                                 max_turns=cfg.max_turns, turn_tokens=cfg.turn_tokens,
+                                 observation_tokens=cfg.observation_tokens)
     held_out = judge_records(cfg.eval_problems, seed=cfg.seed + 2, task=cfg.task, split="test")
     pool = judge_records(4096, seed=cfg.seed + 3, task=cfg.task, split="train")
     render = lambda q: render_prompt(tok, q)  # noqa: E731

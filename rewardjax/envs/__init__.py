@@ -2,6 +2,7 @@
 
 from rewardjax.envs.base import Environment, Transition, Turn
 from rewardjax.envs.calculator import CalculatorConfig, CalculatorEnv
+from rewardjax.envs.code_labels import CodeProblem, LabelConfig, code_problems, prm_records
 from rewardjax.envs.rollout import EndReason, MultiTurnDriver, RolloutConfig, Rollouts, append_tokens
 from rewardjax.envs.sandbox import (
     Capabilities,
@@ -17,18 +18,22 @@ from rewardjax.envs.sandbox import (
     run_many,
 )
 from rewardjax.envs.sql import SQLEnv, SQLEnvConfig, SQLReward, SQLRewardWeights, sql_reward
+from rewardjax.envs.tool_judge import ToolJudgeConfig, ToolJudgeEnv
 from rewardjax.envs.tool_rewards import ToolCall, tool_reward
-from rewardjax.envs.training import EnvRollouts, env_greedy, env_pass_at_1, grpo_arm
+from rewardjax.envs.training import (EnvRollouts, env_greedy, env_pass_at_1, env_rollout_config,
+                                     grpo_arm)
 
 __all__ = [
     "CalculatorConfig",
     "CalculatorEnv",
     "Capabilities",
+    "CodeProblem",
     "EndReason",
     "EnvRollouts",
     "Environment",
     "InvalidLimitError",
     "InvalidProgramError",
+    "LabelConfig",
     "Limits",
     "MultiTurnDriver",
     "PythonProgram",
@@ -42,13 +47,18 @@ __all__ = [
     "SQLReward",
     "SQLRewardWeights",
     "ToolCall",
+    "ToolJudgeConfig",
+    "ToolJudgeEnv",
     "Transition",
     "Turn",
     "append_tokens",
     "capabilities",
+    "code_problems",
     "env_greedy",
     "env_pass_at_1",
+    "env_rollout_config",
     "grpo_arm",
+    "prm_records",
     "run",
     "run_many",
     "sql_reward",

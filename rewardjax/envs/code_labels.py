@@ -232,7 +232,9 @@ def _chosen_mutants(problem: CodeProblem, config: LabelConfig) -> list[Mutant]:
 
 def label_mutants(problem: CodeProblem, mutants: Sequence[Mutant], *,
                   config: LabelConfig = LabelConfig()) -> list[tuple[StepSolution, str]]:
-    """Runs each mutant's program in the sandbox: (labelled record, outcome) per mutant.
+    """Runs each mutant's program in the sandbox: (labelled record, outcome) per mutant,
+    labelled by `line_labels` (PRLCoder, arXiv:2502.01715: compile and execution
+    verification of a rewritten line).
 
     The record's `subset` is "<outcome>:<kind>" (e.g. "wrong_answer:operator").
     """
@@ -264,7 +266,8 @@ def label_mutants(problem: CodeProblem, mutants: Sequence[Mutant], *,
 
 def label_problem(problem: CodeProblem, *, config: LabelConfig = LabelConfig()
                   ) -> list[StepSolution]:
-    """The problem's PRM records: the reference (if asked) and one per chosen mutant.
+    """The problem's PRM records (PRLCoder, arXiv:2502.01715): the reference (if asked)
+    and one per chosen mutant.
 
     Raises if the reference solution itself fails its tests (a broken problem would
     label every line of every mutant wrong).
@@ -284,7 +287,8 @@ def label_problem(problem: CodeProblem, *, config: LabelConfig = LabelConfig()
 
 def prm_records(problems: Sequence[CodeProblem] | None = None, *,
                 config: LabelConfig = LabelConfig()) -> list[StepSolution]:
-    """PRM records for `problems` (default: `code_problems()`), problem by problem."""
+    """PRLCoder (arXiv:2502.01715) PRM records for `problems` (default:
+    `code_problems()`), problem by problem."""
     problems = code_problems() if problems is None else problems
     return [r for p in problems for r in label_problem(p, config=config)]
 

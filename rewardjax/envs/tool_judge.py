@@ -32,12 +32,10 @@ import numpy as np
 
 from rewardjax.data.synthetic import arithmetic
 from rewardjax.envs.base import Environment, Transition, Turn, require_fields
-from rewardjax.envs.calculator import (CALL_CLOSE, OUT_CLOSE, OUT_OPEN, CalculatorConfig,
-                                      CalculatorEnv, parse_calls, tool_call)
-from rewardjax.envs.rollout import RolloutConfig
+from rewardjax.envs.calculator import (OUT_CLOSE, OUT_OPEN, CalculatorConfig, CalculatorEnv,
+                                      parse_calls, tool_call)
 from rewardjax.judges import formats
 from rewardjax.judges.rewards import judge_training_reward
-from rewardjax.sampling.stepwise import StepConfig
 
 NO_TOOL = "error: no tool"
 
@@ -53,7 +51,8 @@ def claimed_answer(solution_text: str) -> int:
 def judge_records(n: int, *, seed: int, task: arithmetic.ArithmeticConfig, split: str,
                   error_rate: float = 0.5) -> list[dict[str, Any]]:
     """Judge prompts on claimed answers of `arithmetic.solutions` (a share `error_rate`
-    of them wrong): records with `prompt` (a pointwise judge prompt), `label`
+    of them wrong), the arithmetic part of Themis's evaluation (arXiv:2310.01045) made
+    synthetic: records with `prompt` (a pointwise judge prompt), `label`
     ("Yes"/"No"), `question` and `claimed`."""
     out = []
     for s in arithmetic.solutions(n, seed=seed, config=task, split=split, error_rate=error_rate):
@@ -102,7 +101,8 @@ class ToolJudgeConfig:
 
 
 class ToolJudgeEnv(Environment):
-    """A pointwise judge with the calculator; see the module docstring.
+    """A pointwise judge with the calculator (Themis, "Tool-Augmented Reward Modeling",
+    arXiv:2310.01045); see the module docstring.
 
     Records carry `prompt` (a judge prompt) and `label` ("Yes"/"No"); `render` turns
     the prompt into the text the judge continues (e.g. the chat template). `end_texts`
@@ -150,18 +150,6 @@ class ToolJudgeEnv(Environment):
         for end in self.end_texts:
             text = text.replace(end, "")
         return text
-
-
-def call_rollout_config(rl, tokenizer, eos: Sequence[int], *, max_turns: int, turn_tokens: int,
-                        observation_tokens: int) -> RolloutConfig:
-    """Rollouts whose turns end at `</call>`, sampled as the `RLConfig` `rl` samples
-    (`EnvRollouts` checks that the two agree)."""
-    close = tuple(int(t) for t in tokenizer(CALL_CLOSE, add_special_tokens=False)["input_ids"])
-    steps = StepConfig(delimiters=(close,), eos_ids=tuple(eos), step_tokens=turn_tokens,
-                       max_tokens=rl.max_new_tokens, temperature=rl.temperature, top_k=rl.top_k,
-                       top_p=rl.top_p, pad_id=tokenizer.pad_token_id,
-                       prompt_buckets=(rl.prompt_length,))
-    return RolloutConfig(steps=steps, max_turns=max_turns, observation_tokens=observation_tokens)
 
 
 def judge_accuracy_by_label(samples: Sequence[Mapping[str, Any]],

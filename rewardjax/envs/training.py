@@ -5,7 +5,8 @@ each step's G rollouts per prompt come from `MultiTurnDriver` on the environment
 their returns are the rewards; the loss trains on the model's own tokens only
 (`SampledRollouts.loss_mask`) while attending to the observations. `env_greedy` runs
 the environment greedily and keeps each transcript; `env_pass_at_1` is its pass@1;
-`grpo_arm` is one arm of an experiment: pass@1 before and after GRPO with the environment.
+`grpo_arm` is one arm of an experiment: pass@1 before and after GRPO with the environment;
+`env_rollout_config` is the rollout budget of such an arm, sampled as its `RLConfig`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,27 @@ import numpy as np
 from rewardjax.envs.base import Environment
 from rewardjax.envs.rollout import MultiTurnDriver, RolloutConfig, as_mapping
 from rewardjax.models.config import ModelConfig
+from rewardjax.sampling.stepwise import StepConfig
 from rewardjax.train import placement as placement_lib
 from rewardjax.train.metrics import MetricsLogger
 from rewardjax.train.rl import RLTrainer
 from rewardjax.train.rl_extensions import RLExtensions, SampledRollouts
+
+
+def env_rollout_config(rl, tokenizer, eos: Sequence[int], *, close_text: str, max_turns: int,
+                       turn_tokens: int, observation_tokens: int) -> RolloutConfig:
+    """Rollouts whose turns end at `close_text` (e.g. `</call>`) or an `eos` id, sampled
+    as the `RLConfig` `rl` samples (`EnvRollouts` checks that the two agree): at most
+    `max_turns` turns of `turn_tokens` each, `observation_tokens` per observation, and
+    `rl.max_new_tokens` response slots in all."""
+    close = tuple(int(t) for t in tokenizer(close_text, add_special_tokens=False)["input_ids"])
+    if not close:
+        raise ValueError(f"close_text = {close_text!r} tokenizes to no tokens")
+    steps = StepConfig(delimiters=(close,), eos_ids=tuple(int(e) for e in eos),
+                       step_tokens=turn_tokens, max_tokens=rl.max_new_tokens,
+                       temperature=rl.temperature, top_k=rl.top_k, top_p=rl.top_p,
+                       pad_id=tokenizer.pad_token_id, prompt_buckets=(rl.prompt_length,))
+    return RolloutConfig(steps=steps, max_turns=max_turns, observation_tokens=observation_tokens)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
