@@ -307,10 +307,12 @@ def train_arm(trainer: RLTrainer, params, *, name: str, out: Path, cfg: RLRecipe
 
 def run_arms(cfg: RLRecipe, out: Path, arms: list[Arm], *, title: str, eval_every: int = 0,
              curves: tuple[str, ...] = ("reward/mean", "accuracy", "response/length"),
-             after_arm: Callable[[Arm, RLTrainer, object, dict], dict] | None = None
-             ) -> dict:
-    """Warm start once, then each arm's RL run from it; held-out greedy pass@1 before,
-    every `eval_every` steps (0: only at the end) and after each arm.
+             after_arm: Callable[[Arm, RLTrainer, object, dict], dict] | None = None,
+             policy: Backbone | None = None) -> dict:
+    """Warm start once (or start from `policy`, the caller's `warm_started_policy`, when
+    the caller needs it before the arms, e.g. to train a reward model on its samples),
+    then each arm's RL run from it; held-out greedy pass@1 before, every `eval_every`
+    steps (0: only at the end) and after each arm.
 
     Returns `pass1_before`, `correct_length_before`, `<arm>_pass1`,
     `<arm>_correct_length` (mean tokens of the correct held-out responses),
@@ -320,7 +322,7 @@ def run_arms(cfg: RLRecipe, out: Path, arms: list[Arm], *, title: str, eval_ever
     """
     start = time.time()
     out = Path(out)
-    policy = warm_started_policy(cfg, out)
+    policy = policy if policy is not None else warm_started_policy(cfg, out)
     params = policy.params
     held = None
     result: dict = {}
