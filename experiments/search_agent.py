@@ -4,8 +4,9 @@ Paper: "Search-R1: Training LLMs to Reason and Leverage Search Engines with Rein
 Learning" (arXiv:2503.09516): multi-turn rollouts interleave the policy's search calls
 with the retrieved documents (masked out of the loss), the only reward is the answer's
 exact match, and RL raises accuracy above the start and above the same recipe without
-retrieval. The search engine is simulated by a local index over a fixed collection
-("SearchGym"-style), so every rollout is cheap and reproducible.
+retrieval. The search engine is simulated as in SearchGym ("SearchGym: Bootstrapping
+Real-World Search Agents via Cost-Effective and High-Fidelity Environment Simulation",
+arXiv:2601.14615): a generated fact base and its aligned corpus behind a local index.
 
 What it reproduces: held-out exact match with search after GRPO is above its SFT start
 and above the same recipe run without search (calls answer `error: no search`), both
@@ -16,7 +17,7 @@ Deviations of the `tiny` preset: grpo_arith's ~1M-parameter model and 500-step w
 start; the corpus is the shipped fictional encyclopedia (`rewardjax.envs.search`: 768
 one-line documents on 256 made-up entities, BM25 top-2), questions "What is the
 <attribute> of <entity>?" on facts split three ways (SFT / RL / held-out), so answers
-cannot be memorised; 30% of the SFT traces search (query "<entity> <attribute>") and the
+cannot be memorised; half of the SFT traces search (query "<entity> <attribute>") and the
 rest answer directly, so greedy decoding after SFT guesses and RL must learn to search
 (as tool_grpo); the retrieved documents are left out of the SFT loss as out of the RL
 loss; single-hop questions; 30 GRPO steps at lr 1e-4. Findings:
@@ -43,7 +44,7 @@ from rewardjax.envs.calculator import CALL_CLOSE, OUT_CLOSE, OUT_OPEN
 from rewardjax.envs.training import env_rollout_config, grpo_arm
 from rewardjax.recipes import BackboneConfig, SFTConfig
 from rewardjax.recipes.backbone import load_backbone
-from rewardjax.recipes.rl_arith import TINY_RL_MODEL, TINY_RL_SFT, plot_arms
+from rewardjax.recipes.rl_arith import TINY_GRPO, TINY_RL_MODEL, TINY_RL_SFT, plot_arms
 from rewardjax.recipes.warm_start import sft_warm_start, span_token_weights
 from rewardjax.sharding import MeshConfig
 from rewardjax.train.metrics import write_result
@@ -74,13 +75,11 @@ class SearchAgentConfig:
     sft_buckets: tuple[int, ...] = (96,)
     documents: str | None = None
     splits: tuple[tuple[str, int], ...] = (("sft", 384), ("rl", 256), ("test", 128))
-    search_fraction: float = 0.3
+    search_fraction: float = 0.5
     observation_weight: float = 0.0
     search: SearchConfig = SearchConfig()
-    rl: RLConfig = RLConfig(steps=30, prompts_per_step=8, group_size=8, max_new_tokens=132,
-                            prompt_length=64, temperature=1.0, epochs=1, minibatches=1,
-                            advantage="grpo", scale_by_std=True, reduction="token_mean",
-                            kl_coef=0.0)
+    rl: RLConfig = dataclasses.replace(TINY_GRPO, prompts_per_step=8, max_new_tokens=132,
+                                       prompt_length=64)
     rl_optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, warmup_steps=5, total_steps=30,
                                                     min_lr_ratio=1.0)
     max_turns: int = 3

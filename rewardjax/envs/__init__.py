@@ -17,6 +17,8 @@ from rewardjax.envs.sandbox import (
     run,
     run_many,
 )
+from rewardjax.envs.search import BM25, SearchConfig, SearchEnv
+from rewardjax.envs.search import BM25, SearchConfig, SearchEnv, load_documents
 from rewardjax.envs.sql import SQLEnv, SQLEnvConfig, SQLReward, SQLRewardWeights, sql_reward
 from rewardjax.envs.tool_judge import ToolJudgeConfig, ToolJudgeEnv
 from rewardjax.envs.tool_rewards import ToolCall, tool_reward
@@ -24,6 +26,7 @@ from rewardjax.envs.training import (EnvRollouts, env_greedy, env_pass_at_1, env
                                      grpo_arm)
 
 __all__ = [
+    "BM25",
     "CalculatorConfig",
     "CalculatorEnv",
     "Capabilities",
@@ -46,6 +49,8 @@ __all__ = [
     "SQLProgram",
     "SQLReward",
     "SQLRewardWeights",
+    "SearchConfig",
+    "SearchEnv",
     "ToolCall",
     "ToolJudgeConfig",
     "ToolJudgeEnv",
@@ -58,6 +63,7 @@ __all__ = [
     "env_pass_at_1",
     "env_rollout_config",
     "grpo_arm",
+    "load_documents",
     "prm_records",
     "run",
     "run_many",

@@ -3,8 +3,10 @@
 Search-R1 ("Search-R1: Training LLMs to Reason and Leverage Search Engines with
 Reinforcement Learning", arXiv:2503.09516) trains a policy to interleave search calls
 with its reasoning against a retriever over a fixed corpus, with the outcome (exact
-match) as the only reward; simulated-search environments ("SearchGym"-style) replace
-the web by a local index so rollouts are cheap and reproducible. Here:
+match) as the only reward. SearchGym ("SearchGym: Bootstrapping Real-World Search Agents
+via Cost-Effective and High-Fidelity Environment Simulation", arXiv:2601.14615) replaces
+the web by a generated knowledge base and its aligned document corpus, so every question
+is answerable from the corpus and rollouts are cheap and reproducible. Here:
 
 * the corpus is a fictional encyclopedia shipped with the package
   (`assets/data/search/documents.jsonl`, written by `make_documents`): one short
@@ -124,9 +126,10 @@ DOCUMENTS = Path("assets") / "data" / "search" / "documents.jsonl"
 
 
 def make_documents(*, seed: int = 0, entities: int = 256, tokenizer=None) -> list[dict[str, str]]:
-    """The fictional encyclopedia: `entities` made-up names (consonant-vowel-consonant-
-    vowel-consonant, e.g. "Dabuk"), each with one random value per attribute of
-    `ATTRIBUTES`, one document each: {"id", "entity", "attribute", "value", "text"}.
+    """The fictional encyclopedia (a SearchGym-style generated fact base, arXiv:2601.14615):
+    `entities` made-up names (consonant-vowel-consonant-vowel-consonant, e.g. "Dabuk"),
+    each with one random value per attribute of `ATTRIBUTES`, one document each:
+    {"id", "entity", "attribute", "value", "text"}.
 
     `tokenizer` (default: the package's) keeps only names that are two tokens after a
     space, so a small model copies a name from the question into its query as easily as
@@ -230,7 +233,8 @@ class SearchConfig:
 
 
 class SearchEnv(Environment):
-    """Question answering with a BM25 search tool; see the module docstring.
+    """Question answering with a BM25 search tool, as Search-R1 (arXiv:2503.09516) over a
+    SearchGym-style simulated corpus (arXiv:2601.14615); see the module docstring.
 
     Records carry `prompt` (the question), `answer` and `doc_id` (the gold document's
     `id`, for the retrieval hit rate); `render` turns the question into the prompt text.
