@@ -55,8 +55,10 @@ class JudgeRewardConfig:
     """Attributes:
       recipe: the policy's warm start and GRPO (`RLRecipe`).
       judge_prompts, judge_samples: training data of the judge: this many train-split
-        prompts (disjoint from the RL pool's seed) times samples each, at the RL
-        temperature, labelled by the answer checker.
+        prompts (disjoint from the RL pool's seed) times samples each, at each of
+        `judge_temperatures`, labelled by the answer checker.
+      judge_temperatures: the sampling temperatures of the judge's data (above the RL
+        temperature: the responses RL will explore, not only the SFT policy's).
       judge_test_prompts: held-out prompts (x `judge_samples`) for the judge's accuracy.
       judge_sft: the judge's training on `Verdict: Yes|No` (from the SFT policy).
       judge_length: the judge's input length (prompt + response + "Verdict:").
@@ -67,6 +69,7 @@ class JudgeRewardConfig:
     mesh: MeshConfig = MeshConfig()
     judge_prompts: int = 1024
     judge_samples: int = 8
+    judge_temperatures: tuple[float, ...] = (1.0,)
     judge_test_prompts: int = 128
     judge_sft: SFTConfig = SFTConfig(
         steps=300, batch_size=32, response_window=12,
@@ -84,15 +87,20 @@ class JudgeRewardConfig:
         object.__setattr__(self, "arms", tuple(self.arms))
         if not self.arms or any(a not in ARMS for a in self.arms):
             raise ValueError(f"arms = {self.arms!r}: expected a non-empty subset of {ARMS}")
+        object.__setattr__(self, "judge_temperatures", tuple(self.judge_temperatures))
+        if not self.judge_temperatures or any(not t > 0 for t in self.judge_temperatures):
+            raise ValueError(f"judge_temperatures = {self.judge_temperatures!r}: expected "
+                             "temperatures > 0")
 
 
 def policy_samples(recipe: RLRecipe, policy, *, prompts: int, samples: int, seed: int,
-                   split: str) -> tuple[list[str], list[str], np.ndarray]:
+                   split: str, temperature: float) -> tuple[list[str], list[str], np.ndarray]:
     """(questions, responses, correct) of `samples` responses per prompt of the warm-started
-    policy at the RL temperature, labelled by the answer checker."""
+    policy at `temperature`, labelled by the answer checker."""
     records = list(rl_prompt_records(recipe, prompts, seed=seed, split=split))
     trainer = arith_trainer(recipe, policy, answer_reward(recipe))
-    sampling = dataclasses.replace(trainer.sampling, num_samples=samples)
+    sampling = dataclasses.replace(trainer.sampling, num_samples=samples,
+                                   temperature=temperature)
     checker = MathAnswerReward()
     questions, responses, correct = [], [], []
     chunk = 128
@@ -121,8 +129,13 @@ def train_judge(config: JudgeRewardConfig, recipe: RLRecipe, policy, out: Path):
     """(judge params, judge metrics): the SFT policy fine-tuned to say `Verdict: Yes` on
     its own correct samples and `Verdict: No` on its wrong ones; accuracy on held-out
     samples (p(Yes) > 0.5 against the checker)."""
-    q, r, ok = policy_samples(recipe, policy, prompts=config.judge_prompts,
-                              samples=config.judge_samples, seed=recipe.seed + 20, split="train")
+    q, r, ok = [], [], []
+    for i, t in enumerate(config.judge_temperatures):
+        qi, ri, oki = policy_samples(recipe, policy, prompts=config.judge_prompts,
+                                     samples=config.judge_samples, seed=recipe.seed + 20 + 100 * i,
+                                     split="train", temperature=t)
+        q, r, ok = q + qi, r + ri, ok + [oki]
+    ok = np.concatenate(ok)
     examples = [judges.Trace(judges.pointwise_prompt(qi, ri),
                              judges.judgment_text("", "Yes" if c else "No"),
                              "Yes" if c else "No").sft_example() for qi, ri, c in zip(q, r, ok)]
@@ -135,7 +148,7 @@ def train_judge(config: JudgeRewardConfig, recipe: RLRecipe, policy, out: Path):
                                   placement=policy.placement)
     tq, tr, tok = policy_samples(recipe, policy, prompts=config.judge_test_prompts,
                                  samples=config.judge_samples, seed=recipe.seed + 22,
-                                 split="test")
+                                 split="test", temperature=recipe.rl.temperature)
     p_yes = judge(tq, tr)
     metrics = {"judge_accuracy": float(np.mean((p_yes > 0.5) == tok)),
                "judge_accuracy_correct": float(np.mean(p_yes[tok] > 0.5)) if tok.any() else 0.0,
