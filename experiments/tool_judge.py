@@ -37,16 +37,15 @@ from rewardjax.data.encoding import render_prompt
 from rewardjax.data.records import SFTExample
 from rewardjax.data.synthetic import arithmetic
 from rewardjax.data.tokenizer import eos_ids
-from rewardjax.envs.calculator import CALL_CLOSE, OUT_CLOSE, OUT_OPEN
+from rewardjax.envs.calculator import CALL_CLOSE
 from rewardjax.envs.tool_judge import (ToolJudgeConfig, ToolJudgeEnv, judge_accuracy_by_label,
                                        judge_records, judge_trace)
-from rewardjax.envs.training import env_rollout_config, grpo_arm
+from rewardjax.envs.training import env_rollout_config, grpo_arm, tool_warm_start
 from rewardjax.judges import pointwise_prompt
 from rewardjax.recipes import BackboneConfig, SFTConfig
 from rewardjax.recipes.backbone import load_backbone
 from rewardjax.recipes.rl_arith import TINY_RL_MODEL, TINY_RL_SFT, plot_arms
 from rewardjax.recipes.tasks import TINY_RL_TASK
-from rewardjax.recipes.warm_start import sft_warm_start, span_token_weights
 from rewardjax.sharding import MeshConfig
 from rewardjax.train.metrics import write_result
 from rewardjax.train.rl import RLConfig
@@ -128,10 +127,8 @@ def run(cfg: ToolJudgeExperimentConfig, out: Path) -> dict:
     out = Path(out)
     backbone = load_backbone(cfg.model, jax.random.key(cfg.seed), cfg.mesh)
     tok = backbone.tokenizer
-    weights = (None if cfg.observation_weight == 1.0 else
-               span_token_weights(tok, OUT_OPEN, OUT_CLOSE + "\n", weight=cfg.observation_weight))
-    params = sft_warm_start(backbone, sft_traces(cfg), sft=cfg.sft, buckets=cfg.sft_buckets,
-                            out_dir=out, seed=cfg.seed, token_weights=weights)
+    params = tool_warm_start(backbone, sft_traces(cfg), sft=cfg.sft, buckets=cfg.sft_buckets,
+                             out_dir=out, seed=cfg.seed, observation_weight=cfg.observation_weight)
     eos = eos_ids(tok)
     rollout = env_rollout_config(cfg.rl, tok, eos, close_text=CALL_CLOSE,
                                  max_turns=cfg.max_turns, turn_tokens=cfg.turn_tokens,

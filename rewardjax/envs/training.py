@@ -6,7 +6,8 @@ their returns are the rewards; the loss trains on the model's own tokens only
 (`SampledRollouts.loss_mask`) while attending to the observations. `env_greedy` runs
 the environment greedily and keeps each transcript; `env_pass_at_1` is its pass@1;
 `grpo_arm` is one arm of an experiment: pass@1 before and after GRPO with the environment;
-`env_rollout_config` is the rollout budget of such an arm, sampled as its `RLConfig`.
+`env_rollout_config` is the rollout budget of such an arm, sampled as its `RLConfig`;
+`tool_warm_start` is the SFT on tool traces such an arm starts from.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import numpy as np
 
 from rewardjax.envs.base import Environment
 from rewardjax.envs.rollout import MultiTurnDriver, RolloutConfig, as_mapping
+from rewardjax.envs.calculator import OUT_CLOSE, OUT_OPEN
 from rewardjax.models.config import ModelConfig
+from rewardjax.recipes.warm_start import sft_warm_start, span_token_weights
 from rewardjax.sampling.stepwise import StepConfig
 from rewardjax.train import placement as placement_lib
 from rewardjax.train.metrics import MetricsLogger
@@ -43,6 +46,18 @@ def env_rollout_config(rl, tokenizer, eos: Sequence[int], *, close_text: str, ma
                        temperature=rl.temperature, top_k=rl.top_k, top_p=rl.top_p,
                        pad_id=tokenizer.pad_token_id, prompt_buckets=(rl.prompt_length,))
     return RolloutConfig(steps=steps, max_turns=max_turns, observation_tokens=observation_tokens)
+
+
+def tool_warm_start(backbone, examples: Sequence, *, sft, buckets: tuple[int, ...], out_dir,
+                    seed: int, observation_weight: float):
+    """`recipes.sft_warm_start` on tool traces whose observations (`<out>...</out>\\n`)
+    weigh `observation_weight` in the loss (0: left out, as the RL loss leaves them out,
+    so the model learns to copy a tool's output rather than to predict it)."""
+    weights = (None if observation_weight == 1.0 else
+               span_token_weights(backbone.tokenizer, OUT_OPEN, OUT_CLOSE + "\n",
+                                  weight=observation_weight))
+    return sft_warm_start(backbone, examples, sft=sft, buckets=buckets, out_dir=out_dir,
+                          seed=seed, token_weights=weights)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
