@@ -193,6 +193,15 @@ def _non_empty(got: grm.GRMSamples) -> list[tuple[int, int]]:
     return [(i, j) for i, row in enumerate(got.texts) for j, t in enumerate(row) if t.strip()]
 
 
+def within_prompt_auroc(meta: np.ndarray, agree: np.ndarray, valid: np.ndarray) -> float:
+    """Mean AUROC of the meta RM among the valid judgments of one prompt, over prompts
+    whose judgments hold both classes (NaN if none do). Meta-RM-guided voting only
+    ranks judgments of one prompt against each other, so this, not the pooled AUROC
+    (which also rewards telling easy prompts from hard ones), is what it can use."""
+    per = [auroc(m[v], a[v]) for m, a, v in zip(meta, agree, valid) if 0 < a[v].sum() < v.sum()]
+    return float(np.mean(per)) if per else float("nan")
+
+
 def _finite(x: float) -> float | None:
     """None for NaN (an AUROC with one class empty), which JSON cannot round-trip."""
     return None if np.isnan(x) else round(x, 4)
@@ -276,6 +285,9 @@ def run(config: Config, out: Path) -> dict:
                                                 "voting": [plain[k] for k in config.ks],
                                                 "meta_voting": [guided[k] for k in config.ks]}))
     valid = got.valid
+    # Ties at k = K (voted scores equal: half credit), plain and meta-guided.
+    voted = grm.vote_scores(scores)
+    voted_meta = grm.vote_scores(scores, meta=meta_pair, keep=config.keep)
     result = {"accuracy_k1": round(plain[1], 4), "accuracy_voting": round(plain[config.k], 4),
               "accuracy_meta_voting": round(guided[config.k], 4),
               "gain_voting": round(plain[config.k] - plain[1], 4),
@@ -283,6 +295,9 @@ def run(config: Config, out: Path) -> dict:
               "k": config.k, "k_meta": config.keep,
               "sample_agreement": round(float(agree[valid].mean()) if valid.any() else 0.0, 4),
               "meta_auroc": _finite(auroc(meta[valid], agree[valid])),
+              "meta_auroc_within": _finite(within_prompt_auroc(meta, agree, valid)),
+              "ties_voting": round(float(np.mean(voted[:, 0] == voted[:, 1])), 4),
+              "ties_meta_voting": round(float(np.mean(voted_meta[:, 0] == voted_meta[:, 1])), 4),
               "meta_train_agreement": round(float(np.mean([r[2] for r in rows])), 4),
               "parse_failures": got.failures.total(),
               "judgments": int(valid.size), "test_pairs": config.num_test,

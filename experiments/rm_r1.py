@@ -58,6 +58,9 @@ class Config:
       deciding_weight: SFT loss weight of each "right"/"wrong" and of the verdict
         (`judges.training.deciding_token_weights`); 1: the plain token mean.
       rl: GRPO on the judge (`accuracy_reward` must be "verdict").
+      both_orders: GRPO steps hold both orders of each pair and the verdict reward is 1
+        only when both are right (`judges.BothOrdersVerdictMatch`, ours); False: RM-R1's
+        verdict match per judgment.
       format_weight: weight of the strict-format reward next to the verdict reward.
       prompt_length, max_new_tokens: judge prompts are left-padded to this length;
         judgments (rationale + verdict) are at most this long.
@@ -78,8 +81,9 @@ class Config:
     rl: RLConfig = RLConfig(steps=60, prompts_per_step=16, group_size=8, max_new_tokens=88,
                             prompt_length=192, temperature=1.0, advantage="grpo",
                             reduction="token_mean", kl_coef=0.0, accuracy_reward="verdict")
-    rl_optimizer: OptimizerConfig = OptimizerConfig(lr=1e-3, warmup_steps=5, total_steps=60,
+    rl_optimizer: OptimizerConfig = OptimizerConfig(lr=3e-4, warmup_steps=5, total_steps=60,
                                                     min_lr_ratio=1.0)
+    both_orders: bool = True
     format_weight: float = 0.5
     prompt_length: int = 192
     max_new_tokens: int = 88
@@ -112,6 +116,7 @@ PRESETS = {
                                         compute_dtype="bfloat16", remat="full"),
         task=arithmetic.ArithmeticConfig(), num_train=64_000, num_test=2_000,
         deciding_weight=1.0,  # the papers distil with the plain token mean
+        both_orders=False,  # RM-R1's per-judgment verdict reward
         solver=recipes.SFTConfig(steps=0),  # the instruct model already solves
         sft=recipes.SFTConfig(steps=2_000, batch_size=128, response_window=None,
                               optimizer=OptimizerConfig(lr=5e-6, warmup_steps=100,
@@ -131,17 +136,19 @@ PRESETS["smoke"] = dataclasses.replace(
     eval_batch=8)
 
 
-def pair_traces(n: int, *, seed: int, config: Config, split: str) -> list[judges.Trace]:
-    """Teacher traces of `n` correct-vs-corrupted pairs; the correct one is A or B by
-    a seeded coin per pair."""
-    out = []
+def pair_traces(n: int, *, seed: int, config: Config,
+                split: str) -> tuple[list[judges.Trace], list[judges.Trace]]:
+    """Teacher traces of `n` correct-vs-corrupted pairs (the correct one is A or B by a
+    seeded coin per pair), and the same pairs in the other order."""
+    out, swapped = [], []
     for i in range(n):
         bad = arithmetic.corrupted(i, seed=seed, config=config.task, split=split)
         good = arithmetic.solve(bad.problem).text
         flip = np.random.default_rng([seed, i, 5 << 20]).random() < 0.5
         a, b = (bad.text, good) if flip else (good, bad.text)
         out.append(judges.pairwise_trace(bad.problem, a, b))
-    return out
+        swapped.append(judges.pairwise_trace(bad.problem, b, a))
+    return out, swapped
 
 
 def held_out_accuracy(params, backbone, pairs: list[tuple[str, str, str]], config: Config, *,
@@ -168,7 +175,7 @@ def run(config: Config, out: Path) -> dict:
     start = time.time()
     out = Path(out)
     backbone = recipes.load_backbone(config.backbone, jax.random.key(config.seed), config.mesh)
-    train = pair_traces(config.num_train, seed=config.seed, config=config, split="train")
+    train, swapped = pair_traces(config.num_train, seed=config.seed, config=config, split="train")
     test_pairs = []
     for i in range(config.num_test):
         bad = arithmetic.corrupted(i, seed=config.seed + 1, config=config.task, split="test")
@@ -190,7 +197,8 @@ def run(config: Config, out: Path) -> dict:
 
     trainer, reward = judges.judge_grpo_trainer(
         backbone._replace(params=params), train, rl=config.rl, optimizer=config.rl_optimizer,
-        choices=judges.PAIRWISE_CHOICES, format_weight=config.format_weight)
+        choices=judges.PAIRWISE_CHOICES, format_weight=config.format_weight,
+        swapped=swapped if config.both_orders else None)
     logger = MetricsLogger(out, name="rl", total_steps=config.rl.steps, log=config.log)
     state = trainer.run(trainer.init_state(params), logger=logger)
     logger.close()

@@ -51,11 +51,51 @@ class VerdictFormat:
         return [float(formats.parse_verdict(c, choices=self.choices).ok) for c in completions]
 
 
-def judge_training_reward(choices: Sequence[str], *, format_weight: float = 0.5) -> CombinedReward:
+class BothOrdersVerdictMatch:
+    """Verdict match that needs both orders of a pair: records 2p and 2p + 1 of a batch
+    are the two orders of one pair (same record field `pair`), each sampled G times in
+    the RL loop's row order; sample g of either order gets
+
+        r = 1[v(2p, g) = label(2p)] · 1[v(2p + 1, g) = label(2p + 1)]
+
+    (both verdicts name the same, correct response). The samples of the two orders are
+    independent, so E[r] = p_AB · p_BA, the probability that both orders are judged
+    right: a judge that answers by position (p_AB = 1, p_BA = 0) earns 0 here and 1/2
+    under `VerdictMatch`. RM-R1 (arXiv:2505.02387) trains on both orders of each pair
+    with the plain verdict reward; coupling the two orders in one reward is this
+    project's extension (docs/experiments/rm_r1.md).
+    """
+
+    def __init__(self, choices: Sequence[str], *, group_size: int):
+        if group_size < 1:
+            raise ValueError(f"BothOrdersVerdictMatch group_size must be >= 1, got {group_size}")
+        self.match, self.group_size = VerdictMatch(choices), group_size
+
+    def __call__(self, prompts, completions, *, label, pair, **_) -> list[float]:
+        n = check_batch(prompts, completions, {"label": label, "pair": pair},
+                        source="BothOrdersVerdictMatch")
+        G = self.group_size
+        if n % (2 * G):
+            raise ValueError(f"BothOrdersVerdictMatch: {n} completions are not pairs of "
+                             f"groups of {G} (expected a multiple of {2 * G})")
+        first, second = (np.asarray(x, object).reshape(-1, 2, G) for x in (pair, label))
+        if not (first[:, 0] == first[:, 1]).all():
+            raise ValueError("BothOrdersVerdictMatch: records 2p and 2p + 1 must share the "
+                             "field `pair` (the two orders of one pair)")
+        ok = np.asarray(self.match(prompts, completions, label=label), np.float64).reshape(-1, 2, G)
+        both = ok[:, 0] * ok[:, 1]
+        return np.repeat(both[:, None], 2, axis=1).reshape(-1).tolist()
+
+
+def judge_training_reward(choices: Sequence[str], *, format_weight: float = 0.5,
+                          both_orders_group: int | None = None) -> CombinedReward:
     """The GRPO reward of a judge: "verdict" (match with `label`) + `format_weight` ·
     "format" (see the module docstring). Log `accuracy` from "verdict"
-    (`RLConfig(accuracy_reward="verdict")`)."""
-    specs = [RewardSpec(name="verdict", fn=VerdictMatch(choices), isolation="inline",
+    (`RLConfig(accuracy_reward="verdict")`). With `both_orders_group` = G, "verdict"
+    is `BothOrdersVerdictMatch` (records come as the two orders of each pair)."""
+    match = (VerdictMatch(choices) if both_orders_group is None
+             else BothOrdersVerdictMatch(choices, group_size=both_orders_group))
+    specs = [RewardSpec(name="verdict", fn=match, isolation="inline",
                         timeout_s=None, per_sample=False)]
     if format_weight:
         specs.append(RewardSpec(name="format", fn=VerdictFormat(choices), weight=format_weight,

@@ -35,18 +35,34 @@ from rewardjax.train.state import OptimizerConfig
 
 def judge_grpo_trainer(backbone: Backbone, traces: Sequence[Trace], *, rl: RLConfig,
                        optimizer: OptimizerConfig, choices: Sequence[str],
-                       format_weight: float = 0.5) -> tuple[RLTrainer, CombinedReward]:
+                       format_weight: float = 0.5,
+                       swapped: Sequence[Trace] | None = None) -> tuple[RLTrainer, CombinedReward]:
     """An `RLTrainer` that trains `backbone`'s LM as a judge on `traces` (their prompts
     and labels; the teacher's rationales are not used), and its reward (close it when
     done). Step s, round r reads traces [(s·rounds + r)·B, ... + B) cyclically, so a
-    resumed run sees the same prompts."""
+    resumed run sees the same prompts.
+
+    `swapped`: trace i with its two responses in the other order. Then each step reads
+    B/2 pairs, both orders of each side by side, and the verdict reward is
+    `rewards.BothOrdersVerdictMatch` (1 only when both orders' verdicts are right)."""
     if not traces:
         raise ValueError("judge_grpo_trainer needs at least one trace")
     if rl.accuracy_reward != "verdict":
         raise ValueError(f"RLConfig.accuracy_reward must be 'verdict' for a judge (the "
                          f"verdict-match reward), got {rl.accuracy_reward!r}")
-    records = [{"prompt": t.prompt, "label": t.label} for t in traces]
-    reward = judge_training_reward(choices, format_weight=format_weight)
+    if swapped is None:
+        records = [{"prompt": t.prompt, "label": t.label} for t in traces]
+    else:
+        if len(swapped) != len(traces):
+            raise ValueError(f"judge_grpo_trainer: {len(swapped)} swapped traces for "
+                             f"{len(traces)} traces; expected one per trace")
+        if rl.prompts_per_step % 2:
+            raise ValueError(f"RLConfig.prompts_per_step must be even with swapped traces "
+                             f"(both orders of a pair in one step), got {rl.prompts_per_step}")
+        records = [{"prompt": t.prompt, "label": t.label, "pair": i}
+                   for i, pair in enumerate(zip(traces, swapped)) for t in pair]
+    reward = judge_training_reward(choices, format_weight=format_weight,
+                                   both_orders_group=None if swapped is None else rl.group_size)
 
     def prompts_fn(step: int, rnd: int):
         first = (step * rl.max_sampling_rounds + rnd) * rl.prompts_per_step

@@ -4,10 +4,13 @@ load and name their paper."""
 
 import json
 
+import numpy as np
+
 from tests.experiments.conftest import load_experiment
 
 FIGURES = ("accuracy_k1", "accuracy_voting", "accuracy_meta_voting", "gain_voting",
-           "gain_meta", "k", "k_meta", "sample_agreement", "meta_auroc", "parse_failures")
+           "gain_meta", "k", "k_meta", "sample_agreement", "meta_auroc", "parse_failures",
+           "meta_auroc_within", "ties_voting", "ties_meta_voting")
 
 
 def test_presets_load_and_name_their_paper():
@@ -36,3 +39,16 @@ def test_deepseek_grm_smoke(tmp_path, capsys):
     rows = [json.loads(l) for l in (tmp_path / "judgments.jsonl").read_text().splitlines()]
     assert len(rows) == 16 and all(len(r["judgments"]) == 4 for r in rows)
     assert 0 <= result["parse_failures"] <= result["judgments"] == 64
+
+
+def test_within_prompt_auroc_ignores_what_separates_prompts():
+    module = load_experiment("deepseek_grm")
+    # Prompt 0's judgments all get 0.9 and prompt 1's 0.1: pooled, the meta RM looks
+    # good (prompt 0 agrees more); within each prompt it ranks at chance, or inverted.
+    meta = np.array([[0.9, 0.9, 0.9, 0.9], [0.05, 0.1, 0.2, 0.3]])
+    agree = np.array([[1, 1, 1, 0], [1, 0, 0, 0]], bool)
+    valid = np.ones_like(agree)
+    got = module.within_prompt_auroc(meta, agree, valid)
+    assert got == (0.5 + 0.0) / 2
+    valid[1, 0] = False  # prompt 1 left with one class: not counted
+    assert module.within_prompt_auroc(meta, agree, valid) == 0.5

@@ -111,3 +111,24 @@ def test_deciding_token_weights_mark_the_checks_and_the_verdict():
         judges.training.deciding_token_weights(tokenizer, ("ok",), weight=0.0)
     with pytest.raises(ValueError, match="non-blank and unpadded"):
         judges.training.deciding_token_weights(tokenizer, (" ok",), weight=2.0)
+
+
+def test_both_orders_reward_pays_only_pairs_judged_right_in_both_orders():
+    reward = judges.judge_training_reward(judges.PAIRWISE_CHOICES, format_weight=0.0,
+                                          both_orders_group=2)
+    v = lambda c: f"Verdict: {c}"
+    # pair 0: order AB (label A), order BA (label B); pair 1 likewise. G = 2 samples each.
+    completions = [v("A"), v("A"),   # pair 0, order 1: both right
+                   v("B"), v("A"),   # pair 0, order 2: sample 0 right, sample 1 by position
+                   v("A"), "none",   # pair 1, order 1: sample 1 unparsable
+                   v("B"), v("B")]
+    labels = ["A"] * 2 + ["B"] * 2 + ["A"] * 2 + ["B"] * 2
+    pair = [0] * 4 + [1] * 4
+    out = reward(["q"] * 8, completions, label=labels, pair=pair)
+    np.testing.assert_array_equal(out.total, [1, 0, 1, 0, 1, 0, 1, 0])
+    match = judges.BothOrdersVerdictMatch(judges.PAIRWISE_CHOICES, group_size=2)
+    assert match(["q"] * 8, completions, label=labels, pair=pair) == list(out.total)
+    with pytest.raises(ValueError, match="pair"):
+        match(["q"] * 8, completions, label=labels, pair=[0, 0, 1, 1, 2, 2, 3, 3])
+    with pytest.raises(ValueError, match="multiple of 4"):
+        match(["q"] * 6, completions[:6], label=labels[:6], pair=pair[:6])
