@@ -62,6 +62,8 @@ class SearchAgentConfig:
       splits: facts (documents) per split: "sft" (traces), "rl" (GRPO prompts) and
         "test" (held-out questions), disjoint.
       search_fraction: share of SFT traces that search (the rest answer directly).
+      search_by_fact: draw search-or-direct once per SFT fact (False: per example, so a
+        fact has both kinds of trace and its answer can be recalled instead of copied).
       observation_weight: SFT loss weight of the retrieved text (0: left out).
       search: the environment (the no-search arm sets `search=False`).
       rl, rl_optimizer: GRPO of each arm (`rl.max_new_tokens`: a rollout's response slots).
@@ -76,6 +78,7 @@ class SearchAgentConfig:
     documents: str | None = None
     splits: tuple[tuple[str, int], ...] = (("sft", 384), ("rl", 256), ("test", 128))
     search_fraction: float = 0.5
+    search_by_fact: bool = False
     observation_weight: float = 0.0
     search: SearchConfig = SearchConfig()
     rl: RLConfig = dataclasses.replace(TINY_GRPO, prompts_per_step=8, max_new_tokens=132,
@@ -108,11 +111,11 @@ def sft_traces(cfg: SearchAgentConfig, env: SearchEnv,
                docs: list) -> list[SFTExample]:
     """`cfg.sft.num_examples` questions on the SFT facts, cycled: a share
     `search_fraction` with a search trace (the real top-k as its observation), the rest
-    with the bare answer."""
+    with the bare answer; with `search_by_fact` a fact always gets the same kind."""
     out = []
     for i in range(cfg.sft.num_examples):
         doc = docs[i % len(docs)]
-        rng = np.random.default_rng([cfg.seed, i, 11])
+        rng = np.random.default_rng([cfg.seed, i % len(docs) if cfg.search_by_fact else i, 11])
         completion = (search_lib.search_trace(doc, env.observation(search_lib.search_query(doc)))
                       if rng.random() < cfg.search_fraction
                       else f"{search_lib.ANSWER_PREFIX}{doc['value']}")
