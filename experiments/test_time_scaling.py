@@ -434,6 +434,10 @@ def run(config: Config, out: Path) -> dict:
     if n in curves["early_rejection"]:
         result["early_rejection_token_saving"] = 1.0 - (curves["early_rejection"][n]["tokens"]
                                                         / curves["prm_bon_min"][n]["tokens"])
+        # Accuracy of early rejection minus that of the full PRM best-of-N it cuts short
+        # (the "within 1 point": a delta >= -0.01, i.e. at most 1 point worse).
+        result["early_rejection_delta"] = round(curves["early_rejection"][n]["accuracy"]
+                                                - curves["prm_bon_min"][n]["accuracy"], 4)
     result["minutes"] = round((time.time() - start) / 60, 2)
     write_result(out, result)
     return result

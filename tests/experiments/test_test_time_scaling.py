@@ -25,6 +25,8 @@ def test_smoke_writes_the_figures_and_the_plot(tmp_path, capsys):
     curves = json.loads((out / "curves.json").read_text())
     assert set(curves["beam"]) == {"1", "2"} and curves["beam"]["2"]["flops"] > 0
     assert "early_rejection_token_saving" in result
+    assert result["early_rejection_delta"] == round(
+        result["early_rejection_2"] - result["prm_bon_min_2"], 4)
 
 
 def test_process_diagnostics_separates_right_lines_from_lucky_answers():
