@@ -12,7 +12,8 @@ process limits; never in the trainer's process) and answers with its output
 (or `<out>error: <reason></out>` for a failed run, an unknown tool or a call past
 `max_calls`). A turn without a call is the final answer: the rollout ends with reward
 1 when its `Answer: N` line is right (`synthetic.arithmetic.is_correct` on the whole
-transcript), plus `tool_weight` times the ToolRL reward of its calls against the
+transcript; with `grader="math"`, `rewards.MathAnswerReward` on the model's own text
+against the record's `answer`, e.g. a GSM8K solution ending "#### 18"), plus `tool_weight` times the ToolRL reward of its calls against the
 problem's one ground-truth call (`tool_rewards`, "ToolRL: Reward is All Tool Learning
 Needs", arXiv:2504.13958). All calls of one `step` run concurrently (`run_many`).
 
@@ -30,6 +31,7 @@ from rewardjax.data.synthetic import arithmetic
 from rewardjax.envs import sandbox
 from rewardjax.envs.base import Environment, Transition, Turn, require_fields
 from rewardjax.envs.tool_rewards import ToolCall, tags_in_order, tool_reward
+from rewardjax.rewards.math_answer import MathAnswerReward
 
 CALL_OPEN, CALL_CLOSE = "<call>", "</call>"
 OUT_OPEN, OUT_CLOSE = "<out>", "</out>"
@@ -89,6 +91,8 @@ class CalculatorConfig:
       output_chars: characters of a call's stdout kept in the observation.
       tool_weight: weight of the ToolRL reward (R in [-3, 4]) added to the answer's.
       isolation: the sandbox's isolation mode ("auto", "namespaces", "rlimits").
+      grader: "arithmetic" (the synthetic task's integer `Answer:` line) or "math"
+        (math-verify against any reference, e.g. GSM8K's "#### 18").
     """
 
     tool: bool = True
@@ -99,6 +103,7 @@ class CalculatorConfig:
     output_chars: int = 24
     tool_weight: float = 0.0
     isolation: str = "auto"
+    grader: str = "arithmetic"
 
     def __post_init__(self):
         for name in ("max_workers", "max_calls", "output_chars"):
@@ -107,6 +112,13 @@ class CalculatorConfig:
                 raise ValueError(f"CalculatorConfig.{name} must be a positive int, got {v!r}")
         if not self.tool_weight >= 0:
             raise ValueError(f"CalculatorConfig.tool_weight must be >= 0, got {self.tool_weight!r}")
+        if self.grader not in ("arithmetic", "math"):
+            raise ValueError(f"CalculatorConfig.grader must be 'arithmetic' or 'math', got "
+                             f"{self.grader!r}")
+        if self.tool_weight and self.grader != "arithmetic":
+            raise ValueError("CalculatorConfig.tool_weight needs the synthetic task's ground-"
+                             "truth call (grader='arithmetic'); set tool_weight=0 for "
+                             f"grader={self.grader!r}")
         if self.isolation not in ("auto", "namespaces", "rlimits"):
             raise ValueError(f"CalculatorConfig.isolation must be 'auto', 'namespaces' or "
                              f"'rlimits', got {self.isolation!r}")
@@ -122,6 +134,7 @@ class CalculatorEnv(Environment):
     def __init__(self, config: CalculatorConfig = CalculatorConfig(), *,
                  render: Callable[[str], str] = lambda q: q):
         self.config, self.render = config, render
+        self._math = MathAnswerReward() if config.grader == "math" else None
 
     def reset(self, record: Mapping[str, Any]) -> str:
         require_fields(record, ("prompt", "answer"), "CalculatorEnv")
@@ -158,12 +171,15 @@ class CalculatorEnv(Environment):
         return out
 
     def _final(self, t: Turn) -> Transition:
-        text = "".join(t.transcript) + t.text
-        correct = arithmetic.is_correct(text, t.record["answer"])
+        model_text = "".join(t.transcript[::2]) + t.text
+        if self._math is not None:
+            correct = self._math([t.record["prompt"]], [model_text],
+                                 answer=[str(t.record["answer"])])[0] > 0.5
+        else:
+            correct = arithmetic.is_correct("".join(t.transcript) + t.text, t.record["answer"])
         reward = float(correct)
         info = {"env/correct": reward}
         if self.config.tool_weight:
-            model_text = "".join(t.transcript[::2]) + t.text
             truth = parse_calls(tool_call(parse_problem(t.record["prompt"])))
             r = tool_reward(parse_calls(model_text), truth,
                             format_ok=answer_format_ok(model_text))

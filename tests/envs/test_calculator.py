@@ -2,7 +2,10 @@
 against hand-computed values."""
 
 import doctest
+import json
 import os
+from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -82,6 +85,34 @@ def test_calls_run_in_the_sandbox_and_answers_end_the_rollout():
     assert out[5].done and out[5].reward == pytest.approx(1 + 0.5 * 4)
     # wrong answer, no call: 0 + 0.5 * (1 - 3)
     assert out[6].done and out[6].reward == pytest.approx(0.5 * -2)
+
+
+def test_gsm8k_records_with_the_math_grader():
+    """The tool on GSM8K (the shipped test split): the call runs, and the final answer is
+    graded by math-verify against the reference solution's "#### 18"."""
+    path = Path(str(resources.files("rewardjax"))) / "assets/data/gsm8k/test.jsonl"
+    ex = json.loads(path.read_text().splitlines()[0])
+    record = {"prompt": ex["question"], "answer": ex["answer"]}
+    assert ex["answer"].endswith("#### 18")
+    env = CalculatorEnv(CalculatorConfig(grader="math"))
+    assert env.reset(record) == ex["question"]
+    call = "<call>python: print((16-3-4)*2)</call>"
+    first = env.step([Turn(rollout=0, record=record, turn=0, text=call, transcript=())])[0]
+    assert first.observation == "<out>18</out>\n" and not first.done
+    done = (call, first.observation)
+    right, wrong, words = env.step([
+        Turn(rollout=0, record=record, turn=1, text="Answer: 18", transcript=done),
+        Turn(rollout=1, record=record, turn=1, text="Answer: 17", transcript=done),
+        Turn(rollout=2, record=record, turn=1, text="She makes $18 a day. #### 18",
+             transcript=done)])
+    assert (right.reward, wrong.reward, words.reward) == (1.0, 0.0, 1.0)
+    # The grader reads the model's own text, never the tool's output.
+    echo = env.step([Turn(rollout=0, record=record, turn=1, text="I am done.", transcript=done)])
+    assert echo[0].reward == 0.0
+    with pytest.raises(ValueError, match="grader"):
+        CalculatorConfig(grader="exact")
+    with pytest.raises(ValueError, match="tool_weight"):
+        CalculatorConfig(grader="math", tool_weight=1.0)
 
 
 def test_without_the_tool_nothing_runs():
