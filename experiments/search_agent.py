@@ -39,13 +39,12 @@ from rewardjax.data.encoding import render_prompt
 from rewardjax.data.records import SFTExample
 from rewardjax.data.tokenizer import eos_ids
 from rewardjax.envs import search as search_lib
+from rewardjax.envs.calculator import CALL_CLOSE
 from rewardjax.envs.search import SearchConfig, SearchEnv
-from rewardjax.envs.calculator import CALL_CLOSE, OUT_CLOSE, OUT_OPEN
-from rewardjax.envs.training import env_rollout_config, grpo_arm
+from rewardjax.envs.training import env_rollout_config, grpo_arm, tool_warm_start
 from rewardjax.recipes import BackboneConfig, SFTConfig
 from rewardjax.recipes.backbone import load_backbone
 from rewardjax.recipes.rl_arith import TINY_GRPO, TINY_RL_MODEL, TINY_RL_SFT, plot_arms
-from rewardjax.recipes.warm_start import sft_warm_start, span_token_weights
 from rewardjax.sharding import MeshConfig
 from rewardjax.train.metrics import write_result
 from rewardjax.train.rl import RLConfig
@@ -136,11 +135,9 @@ def run(cfg: SearchAgentConfig, out: Path) -> dict:
                            render=render, end_texts=[tok.decode([i]) for i in eos])
             for arm in cfg.arms}
     traces_env = SearchEnv(documents, cfg.search)
-    weights = (None if cfg.observation_weight == 1.0 else
-               span_token_weights(tok, OUT_OPEN, OUT_CLOSE + "\n", weight=cfg.observation_weight))
-    params = sft_warm_start(backbone, sft_traces(cfg, traces_env, split["sft"]), sft=cfg.sft,
-                            buckets=cfg.sft_buckets, out_dir=out, seed=cfg.seed,
-                            token_weights=weights)
+    params = tool_warm_start(backbone, sft_traces(cfg, traces_env, split["sft"]), sft=cfg.sft,
+                             buckets=cfg.sft_buckets, out_dir=out, seed=cfg.seed,
+                             observation_weight=cfg.observation_weight)
     rollout = env_rollout_config(cfg.rl, tok, eos, close_text=CALL_CLOSE,
                                  max_turns=cfg.max_turns, turn_tokens=cfg.turn_tokens,
                                  observation_tokens=cfg.observation_tokens)
