@@ -31,19 +31,15 @@ import dataclasses
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from rewardjax import experiment
 from rewardjax.data.encoding import render_prompt
 from rewardjax.data.records import SFTExample
-from rewardjax.data.tokenizer import eos_ids
 from rewardjax.envs import search as search_lib
-from rewardjax.envs.calculator import CALL_CLOSE
 from rewardjax.envs.search import SearchConfig, SearchEnv
-from rewardjax.envs.training import env_rollout_config, grpo_arm, tool_warm_start
+from rewardjax.envs.training import grpo_arm, warm_started_agent
 from rewardjax.recipes import BackboneConfig, SFTConfig
-from rewardjax.recipes.backbone import load_backbone
 from rewardjax.recipes.rl_arith import TINY_GRPO, TINY_RL_MODEL, TINY_RL_SFT, plot_arms
 from rewardjax.sharding import MeshConfig
 from rewardjax.train.metrics import write_result
@@ -125,22 +121,15 @@ def sft_traces(cfg: SearchAgentConfig, env: SearchEnv,
 def run(cfg: SearchAgentConfig, out: Path) -> dict:
     start = time.time()
     out = Path(out)
-    backbone = load_backbone(cfg.model, jax.random.key(cfg.seed), cfg.mesh)
-    tok = backbone.tokenizer
     documents = search_lib.load_documents(cfg.documents)
     split = search_lib.split_documents(documents, seed=cfg.seed, sizes=dict(cfg.splits))
+    traces = sft_traces(cfg, SearchEnv(documents, cfg.search), split["sft"])
+    backbone, params, eos, rollout = warm_started_agent(cfg, traces, out)
+    tok = backbone.tokenizer
     render = lambda q: render_prompt(tok, q)  # noqa: E731
-    eos = eos_ids(tok)
     envs = {arm: SearchEnv(documents, dataclasses.replace(cfg.search, search=arm == "search"),
                            render=render, end_texts=[tok.decode([i]) for i in eos])
             for arm in cfg.arms}
-    traces_env = SearchEnv(documents, cfg.search)
-    params = tool_warm_start(backbone, sft_traces(cfg, traces_env, split["sft"]), sft=cfg.sft,
-                             buckets=cfg.sft_buckets, out_dir=out, seed=cfg.seed,
-                             observation_weight=cfg.observation_weight)
-    rollout = env_rollout_config(cfg.rl, tok, eos, close_text=CALL_CLOSE,
-                                 max_turns=cfg.max_turns, turn_tokens=cfg.turn_tokens,
-                                 observation_tokens=cfg.observation_tokens)
     held_out, pool = search_lib.records(split["test"]), search_lib.records(split["rl"])
     result: dict = {}
     for arm in cfg.arms:

@@ -29,7 +29,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from rewardjax import experiment
@@ -37,11 +36,9 @@ from rewardjax.data import synthetic
 from rewardjax.data.encoding import render_prompt
 from rewardjax.data.records import SFTExample
 from rewardjax.data.synthetic import arithmetic
-from rewardjax.data.tokenizer import eos_ids
-from rewardjax.envs.calculator import CALL_CLOSE, CalculatorConfig, CalculatorEnv, tool_trace
-from rewardjax.envs.training import env_rollout_config, grpo_arm, tool_warm_start
+from rewardjax.envs.calculator import CalculatorConfig, CalculatorEnv, tool_trace
+from rewardjax.envs.training import grpo_arm, warm_started_agent
 from rewardjax.recipes import BackboneConfig, SFTConfig
-from rewardjax.recipes.backbone import load_backbone
 from rewardjax.recipes.rl_arith import TINY_RL_MODEL, TINY_RL_SFT, plot_arms
 from rewardjax.recipes.tasks import TINY_RL_TASK
 from rewardjax.sharding import MeshConfig
@@ -135,14 +132,8 @@ def sft_traces(cfg: ToolGRPOConfig) -> list[SFTExample]:
 def run(cfg: ToolGRPOConfig, out: Path) -> dict:
     start = time.time()
     out = Path(out)
-    backbone = load_backbone(cfg.model, jax.random.key(cfg.seed), cfg.mesh)
+    backbone, params, eos, rollout = warm_started_agent(cfg, sft_traces(cfg), out)
     tok = backbone.tokenizer
-    params = tool_warm_start(backbone, sft_traces(cfg), sft=cfg.sft, buckets=cfg.sft_buckets,
-                             out_dir=out, seed=cfg.seed, observation_weight=cfg.observation_weight)
-    eos = eos_ids(tok)
-    rollout = env_rollout_config(cfg.rl, tok, eos, close_text=CALL_CLOSE,
-                                 max_turns=cfg.max_turns, turn_tokens=cfg.turn_tokens,
-                                 observation_tokens=cfg.observation_tokens)
     held_out = synthetic.rl_prompts(cfg.eval_problems, seed=cfg.seed + 2, config=cfg.task,
                                     split="test")
     pool = synthetic.rl_prompts(4096, seed=cfg.seed + 3, config=cfg.task, split="train")

@@ -23,7 +23,7 @@ from rewardjax.envs.sql import SQLEnv, SQLEnvConfig, SQLReward, SQLRewardWeights
 from rewardjax.envs.tool_judge import ToolJudgeConfig, ToolJudgeEnv
 from rewardjax.envs.tool_rewards import ToolCall, tool_reward
 from rewardjax.envs.training import (EnvRollouts, env_greedy, env_pass_at_1, env_rollout_config,
-                                     grpo_arm, tool_warm_start)
+                                     grpo_arm, tool_warm_start, warm_started_agent)
 
 __all__ = [
     "BM25",
@@ -70,4 +70,5 @@ __all__ = [
     "sql_reward",
     "tool_reward",
     "tool_warm_start",
+    "warm_started_agent",
 ]

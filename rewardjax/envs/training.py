@@ -7,7 +7,8 @@ their returns are the rewards; the loss trains on the model's own tokens only
 the environment greedily and keeps each transcript; `env_pass_at_1` is its pass@1;
 `grpo_arm` is one arm of an experiment: pass@1 before and after GRPO with the environment;
 `env_rollout_config` is the rollout budget of such an arm, sampled as its `RLConfig`;
-`tool_warm_start` is the SFT on tool traces such an arm starts from.
+`tool_warm_start` is the SFT on tool traces such an arm starts from, and
+`warm_started_agent` the three together from an agent experiment's config.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import numpy as np
 
 from rewardjax.envs.base import Environment
 from rewardjax.envs.rollout import MultiTurnDriver, RolloutConfig, as_mapping
-from rewardjax.envs.calculator import OUT_CLOSE, OUT_OPEN
+from rewardjax.data.tokenizer import eos_ids
+from rewardjax.envs.calculator import CALL_CLOSE, OUT_CLOSE, OUT_OPEN
 from rewardjax.models.config import ModelConfig
+from rewardjax.recipes.backbone import load_backbone
 from rewardjax.recipes.warm_start import sft_warm_start, span_token_weights
 from rewardjax.sampling.stepwise import StepConfig
 from rewardjax.train import placement as placement_lib
@@ -58,6 +61,22 @@ def tool_warm_start(backbone, examples: Sequence, *, sft, buckets: tuple[int, ..
                                   weight=observation_weight))
     return sft_warm_start(backbone, examples, sft=sft, buckets=buckets, out_dir=out_dir,
                           seed=seed, token_weights=weights)
+
+
+def warm_started_agent(cfg, traces: Sequence, out_dir):
+    """(backbone, params, eos ids, rollout config) of an agent experiment whose config
+    has `model`, `mesh`, `seed`, `sft`, `sft_buckets`, `observation_weight`, `rl`,
+    `max_turns`, `turn_tokens` and `observation_tokens`: the backbone on its mesh, SFT on
+    `traces` (`tool_warm_start`), and rollouts whose turns end at a tool call."""
+    backbone = load_backbone(cfg.model, jax.random.key(cfg.seed), cfg.mesh)
+    params = tool_warm_start(backbone, traces, sft=cfg.sft, buckets=cfg.sft_buckets,
+                             out_dir=out_dir, seed=cfg.seed,
+                             observation_weight=cfg.observation_weight)
+    eos = eos_ids(backbone.tokenizer)
+    rollout = env_rollout_config(cfg.rl, backbone.tokenizer, eos, close_text=CALL_CLOSE,
+                                 max_turns=cfg.max_turns, turn_tokens=cfg.turn_tokens,
+                                 observation_tokens=cfg.observation_tokens)
+    return backbone, params, eos, rollout
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
