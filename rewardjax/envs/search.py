@@ -262,11 +262,15 @@ class SearchEnv(Environment):
 
     def observation(self, query: str) -> str:
         """What a call with `query` is answered (without the tags)."""
+        return self._answer(query)[0]
+
+    def _answer(self, query: str) -> tuple[str, list[Mapping[str, str]]]:
+        """(observation text, retrieved documents) of one call."""
         if not tokenize(query):
-            return "error: empty query"
+            return "error: empty query", []
         docs = self.retrieve(query)
         return (" ".join(f"{i}. {d['text']}" for i, d in enumerate(docs, 1)) if docs
-                else "no results")
+                else "no results"), docs
 
     def step(self, turns: Sequence[Turn]) -> list[Transition]:
         return [self._step(t) for t in turns]
@@ -293,10 +297,8 @@ class SearchEnv(Environment):
         elif not self.config.search:
             text = "error: no search"
         else:
-            text = self.observation(query)
-            hit = tokenize(query) and any(d["id"] == t.record["doc_id"]
-                                          for d in self.retrieve(query))
-            info["env/hit"] = float(bool(hit))
+            text, docs = self._answer(query)
+            info["env/hit"] = float(any(d["id"] == t.record["doc_id"] for d in docs))
         return Transition(observation=f"{OUT_OPEN}{text}{OUT_CLOSE}\n", reward=0.0, done=False,
                           info=info)
 
