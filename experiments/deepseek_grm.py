@@ -70,13 +70,13 @@ class Config:
     task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
     responses_per_prompt: int = 1
     num_train: int = 4096
-    num_meta: int = 256
+    num_meta: int = 512
     num_test: int = 256
     solver: recipes.SFTConfig = recipes.SFTConfig(steps=300, response_window=48)
     sft: recipes.SFTConfig = recipes.SFTConfig(
         steps=400, batch_size=32, response_window=80,
         optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=400, weight_decay=0.01))
-    meta: grm.MetaRMConfig = grm.MetaRMConfig(steps=150, bucket=240)
+    meta: grm.MetaRMConfig = grm.MetaRMConfig(steps=450, bucket=240)
     k: int = 8
     ks: tuple[int, ...] = (1, 2, 4, 8)
     meta_keep_fraction: float = 0.5
