@@ -63,7 +63,8 @@ class VerifierConfig:
     tag; "token_class": a two-class token head). Trained here: on `num_synthetic`
     solutions of `task` and on `policy_samples` policy samples for each of
     `num_policy_problems` training problems of `policy_task`, labelled by the task's
-    first-error check."""
+    first-error check. `answer_negatives`: the share of the task's right solutions also
+    given with a wrong answer line (`answer_line_negatives`)."""
 
     hf_path: str | None = None
     readout: str = "step_tag_lm"
@@ -77,6 +78,7 @@ class VerifierConfig:
     num_synthetic: int = 1024
     num_policy_problems: int = 256
     policy_samples: int = 8
+    answer_negatives: float = 0.5
     task: arithmetic.ArithmeticConfig = dataclasses.replace(recipes.TINY_RM_TASK, max_steps=6)
     # The policy's own labelled samples come from problems around the evaluation length
     # (at the evaluation temperature): its errors there are what the PRM must catch.
@@ -84,6 +86,9 @@ class VerifierConfig:
                                                                    min_steps=4, max_steps=6)
 
     def __post_init__(self):
+        if not 0.0 <= self.answer_negatives <= 1.0:
+            raise ValueError(f"verifier.answer_negatives must be in [0, 1], got "
+                             f"{self.answer_negatives}")
         if self.readout not in ("step_tag_lm", "token_class"):
             raise ValueError(f"verifier.readout must be 'step_tag_lm' or 'token_class', got "
                              f"{self.readout!r}")
@@ -174,6 +179,9 @@ def policy_step_records(gen, tokenizer, config: Config, key) -> list[StepSolutio
                                    config=v.policy_task, split="train")
     res = search.sample_n(gen, [p.question for p in problems], key, n=v.policy_samples,
                           tokenizer=tokenizer, answer_fn=arithmetic.extract_answer)
+    unparsed = np.mean([a is None for ans in res.answers for a in ans])
+    print(f"policy samples on training problems: {unparsed:.2f} without a parseable answer",
+          flush=True)
     records = []
     for p, cands in zip(problems, res.candidates):
         for c in cands:
@@ -185,6 +193,35 @@ def policy_step_records(gen, tokenizer, config: Config, key) -> list[StepSolutio
             records.append(StepSolution(prompt=p.question, steps=lines,
                                         labels=tuple(float(i < n) for i in range(len(lines)))))
     return records
+
+
+def answer_line_negatives(records, fraction: float, seed: int, max_value: int
+                          ) -> list[StepSolution]:
+    """Copies of right solutions whose answer line is wrong: empty (`Answer:`, the
+    policy's unfinished answers) or stating another value than the last step's result,
+    labelled wrong at that line and right before it.
+
+    The answer line is a step like the others (PRM800K, "Let's Verify Step by Step",
+    arXiv:2305.20050, labels every line of a solution, the final answer included), but
+    the task's corruptions change step results only, so without these every answer line
+    the PRM sees after right steps is right and it learns to pass any answer line. A
+    `fraction` of the right solutions (first error -1) get one copy each, half empty,
+    half off by 1..2 (kept in 0..max_value, the task's value range)."""
+    rng = np.random.default_rng([seed, 14])
+    prefix = arithmetic.ANSWER_PREFIX
+    out = []
+    for r in records:
+        if r.first_error != -1 or not r.steps[-1].startswith(prefix) or rng.random() >= fraction:
+            continue
+        value = arithmetic.extract_answer(r.steps[-1])
+        if rng.random() < 0.5 or value is None:
+            line = prefix.strip()
+        else:
+            wrong = [value + d for d in (-2, -1, 1, 2) if 0 <= value + d <= max_value]
+            line = f"{prefix}{wrong[int(rng.integers(len(wrong)))]}"
+        labels = (1.0,) * (len(r.steps) - 1) + (0.0,)
+        out.append(dataclasses.replace(r, steps=r.steps[:-1] + (line,), labels=labels))
+    return out
 
 
 def train_verifier(name, backbone, records, tokenizer, *, model, config: Config, steps: int,
@@ -220,18 +257,21 @@ def build_scorers(policy, gen, config: Config, out, key) -> dict:
                for t in (v.good_token, v.bad_token)]
         return {"prm": search.StepTagLMScorer(scorer_bb.params, good_id=ids[0], bad_id=ids[1],
                                               **common), "orm": None}
-    synthetic = [r.up_to_first_error() for r in arithmetic.step_solutions(
-        v.num_synthetic, seed=config.seed + 4, config=v.task, split="train")]
+    task_records = arithmetic.step_solutions(v.num_synthetic, seed=config.seed + 4,
+                                             config=v.task, split="train")
+    task_records += answer_line_negatives(task_records, v.answer_negatives, config.seed + 4,
+                                          v.task.max_value)
+    synthetic = [r.up_to_first_error() for r in task_records]
     own = policy_step_records(gen, tok, config, jax.random.fold_in(key, 7))
     prm_records = synthetic + [r.up_to_first_error() for r in own]
-    print(f"verifier data: {len(synthetic)} task solutions + {len(own)} policy samples "
+    print(f"verifier data: {len(synthetic)} task solutions (answer-line negatives "
+          f"{len(synthetic) - v.num_synthetic}) + {len(own)} policy samples "
           f"({np.mean([r.first_error == -1 for r in own]):.2f} correct)", flush=True)
     prm_params = train_verifier("prm", policy.params, prm_records, tok, model=model,
                                 config=config, steps=v.steps, last_step_only=False,
                                 key=jax.random.fold_in(key, 3), out=out,
                                 placement=policy.placement)
-    orm_records = arithmetic.step_solutions(v.num_synthetic, seed=config.seed + 4,
-                                            config=v.task, split="train") + own
+    orm_records = task_records + own
     orm_params = train_verifier("orm", policy.params, orm_records, tok, model=model,
                                 config=config, steps=v.orm_steps, last_step_only=True,
                                 key=jax.random.fold_in(key, 4), out=out,

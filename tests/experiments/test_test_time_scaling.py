@@ -49,3 +49,25 @@ def test_process_diagnostics_separates_right_lines_from_lucky_answers():
     assert d["process_correct"] == 1 / 3 and d["right_via_wrong_steps"] == 0.5
     assert d["pass_at_n_process"] == 1.0
     assert d["prm_auroc_process"] == 1.0 and d["prm_auroc_answer"] == 0.5
+
+
+def test_answer_line_negatives_label_a_wrong_answer_line_after_right_steps():
+    from rewardjax.data.records import StepSolution
+    from rewardjax.data.synthetic import arithmetic
+
+    module = load_experiment("test_time_scaling")
+    right = StepSolution(prompt="q", steps=("3 + 2 = 5", "5 - 1 = 4", "Answer: 4"),
+                         labels=(1.0, 1.0, 1.0))
+    wrong = StepSolution(prompt="q", steps=("3 + 2 = 6", "6 - 1 = 5", "Answer: 5"),
+                         labels=(0.0, 0.0, 0.0))
+    out = module.answer_line_negatives([right] * 200 + [wrong] * 200, 0.5, seed=0, max_value=5)
+    assert 60 < len(out) < 140  # about half of the right ones, none of the wrong ones
+    lines = {r.steps[-1] for r in out}
+    assert "Answer:" in lines and lines <= {"Answer:", "Answer: 2", "Answer: 3", "Answer: 5"}
+    for r in out:
+        assert r.steps[:-1] == right.steps[:-1] and r.labels == (1.0, 1.0, 0.0)
+        assert arithmetic.extract_answer(r.steps[-1]) != 4
+    assert module.answer_line_negatives([right] * 10, 0.0, seed=0, max_value=5) == []
+    import pytest
+    with pytest.raises(ValueError, match="answer_negatives"):
+        module.VerifierConfig(answer_negatives=1.5)
