@@ -20,7 +20,9 @@ no sample is right line by line: docs/experiments/test_time_scaling.md). The PRM
 ORM are initialised from the policy and trained as in `process_rm` (step BCE, solutions
 cut after their first error) on 2-6-step task solutions plus the policy's own samples
 (same temperature) on 4-6-step training problems labelled by the task's first-error
-check (PRM800K-style labels of policy samples, arXiv:2305.20050); MCTS runs up to
+check (PRM800K-style labels of policy samples, arXiv:2305.20050), plus copies of half of
+the right task solutions with a wrong (empty or off-by-one/two) answer line labelled wrong
+there, so the answer line is checked like any step; MCTS runs up to
 N = 16 simulations. FLOPs are 2 x parameters per token for policy and scorer. The
 `paper` preset points at a local policy and a local PRM directory (Math-Shepherd's
 step-tag causal LM read-out) on the default arithmetic task.
@@ -354,8 +356,10 @@ def evaluate(policy, scorers, config: Config, key) -> dict[str, dict[int, dict]]
         tree = search.dvts(gen, questions, k, n=n, expansions=m, scorer=prm_s, **kw)
         record("dvts", n, _accuracy(tree, answers), tree.cost, P)
         if n <= config.mcts_max_n:
+            # The tree's rows share the write slot (one step per simulation, then the
+            # finishing steps): the budget grows with this N's simulations, not the largest.
             mgen = search.StepGenerator(policy.params, config=model, steps=dataclasses.replace(
-                steps, max_tokens=config.step_tokens * (config.mcts_max_n * 2 + config.max_steps)))
+                steps, max_tokens=config.step_tokens * (n * 2 + config.max_steps)))
             mres, _ = search.mcts_search(mgen, questions, k, config=search.MCTSConfig(
                 simulations=n, expansions=config.mcts_expansions), scorer=prm_s, **kw)
             record("mcts", n, _accuracy(mres, answers), mres.cost, P)
