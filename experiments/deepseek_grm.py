@@ -55,6 +55,9 @@ class Config:
         meta RM.
       num_test: held-out pairs (test split).
       solver, sft: SFT on correct solutions, then on the teacher's judgments.
+      deciding_weight: SFT loss weight of each judgment's "right"/"wrong" (the token its
+        score follows from; `judges.training.deciding_token_weights`); 1: the plain
+        token mean.
       meta: the meta RM's training.
       k, ks: judgments sampled per prompt; the k values of the curve (k among them).
       meta_keep_fraction: k_meta = max(1, round(k · this)).
@@ -76,6 +79,7 @@ class Config:
     sft: recipes.SFTConfig = recipes.SFTConfig(
         steps=400, batch_size=32, response_window=80,
         optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=400, weight_decay=0.01))
+    deciding_weight: float = 5.0
     meta: grm.MetaRMConfig = grm.MetaRMConfig(steps=450, bucket=240)
     k: int = 8
     ks: tuple[int, ...] = (1, 2, 4, 8)
@@ -94,6 +98,9 @@ class Config:
             raise ValueError(f"responses_per_prompt must be 1 or 2, got {self.responses_per_prompt}")
         if self.k not in self.ks or not all(1 <= k <= self.k for k in self.ks):
             raise ValueError(f"ks must lie in [1, k={self.k}] and include k, got {self.ks}")
+        if not self.deciding_weight >= 1.0:
+            raise ValueError(f"deciding_weight must be >= 1 (1: the plain token mean), got "
+                             f"{self.deciding_weight}")
         if not 0 < self.meta_keep_fraction <= 1:
             raise ValueError(f"meta_keep_fraction must be in (0, 1], got {self.meta_keep_fraction}")
         if self.temperature <= 0:
@@ -119,6 +126,7 @@ PRESETS = {
         backbone=recipes.BackboneConfig(hf_path="checkpoints/gemma-2-27b-it",
                                         compute_dtype="bfloat16", remat="full"),
         task=arithmetic.ArithmeticConfig(), responses_per_prompt=2, num_train=64_000,
+        deciding_weight=1.0,  # the paper fine-tunes with the plain token mean
         num_meta=8_000, num_test=2_000, solver=recipes.SFTConfig(steps=0),
         sft=recipes.SFTConfig(steps=2_000, batch_size=128, response_window=None,
                               optimizer=OptimizerConfig(lr=5e-6, warmup_steps=100,
@@ -246,7 +254,10 @@ def run(config: Config, out: Path) -> dict:
     params = recipes.sft_warm_start(backbone._replace(params=solver),
                                     [t.sft_example() for t in train.traces], sft=config.sft,
                                     buckets=(config.prompt_length + config.max_new_tokens,),
-                                    out_dir=out, seed=config.seed, log=config.log)
+                                    out_dir=out, seed=config.seed, log=config.log,
+                                    token_weights=judges.training.deciding_token_weights(
+                                        backbone.tokenizer, judges.traces.PAIRWISE_DECIDING,
+                                        weight=config.deciding_weight))
     judge = judges.GenerativeJudge(params, config=backbone.config, tokenizer=backbone.tokenizer,
                                    prompt_length=config.prompt_length,
                                    max_new_tokens=config.max_new_tokens, num_samples=config.k,
