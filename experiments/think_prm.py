@@ -14,15 +14,16 @@ on correct ones). A judgment whose verdict does not parse counts as wrong and is
 counted (`parse_failures`), never read as "no error".
 
 How `tiny` deviates: the chains are written by a program that knows each step
-(`judges.first_error_trace`: "Step 2: 7 - 1 = 5 wrong", each step copied and judged,
-cut at the first error, as ThinkPRM keeps only chains whose step labels match
-ProcessBench-style gold labels)
-instead of QwQ-32B samples filtered against PRM800K; the task is
+(`judges.first_error_trace(worked=True)`: "Step 2: 7 - 1 = 6 vs 5 wrong", the
+verifier's own step, the step's claimed value, and the check of the two, cut at the
+first error, as ThinkPRM keeps only chains whose step labels match ProcessBench-style
+gold labels) instead of QwQ-32B samples filtered against PRM800K; the task is
 `recipes.TINY_RM_TASK`; the verifier is a 2-layer width-64 model, first trained on
 correct solutions (the stand-in for the reasoning LM ThinkPRM starts from), then on the
 chains with each step's "ok"/"wrong" and the verdict weighted 20x in the SFT loss
-(ThinkPRM fine-tunes R1-Distill-Qwen-1.5B/14B on 1k chains, unweighted). `paper` points at a local
-R1-Distill-Qwen-1.5B directory with ThinkPRM's 1k-chain budget.
+for 600 steps (ThinkPRM fine-tunes R1-Distill-Qwen-1.5B/14B on 1k chains, unweighted).
+`paper` points at a local R1-Distill-Qwen-1.5B directory with ThinkPRM's 1k-chain budget.
+Findings: docs/experiments/think_prm.md.
 
     python experiments/think_prm.py --preset tiny
 """
@@ -54,6 +55,9 @@ class Config:
       solver: SFT on correct solutions first (the stand-in for ThinkPRM's reasoning
         LM; `judges.solver_warm_start`); steps 0: the verifier starts from scratch.
       sft: the verifier's training on the chains.
+      worked: each chain line is the verifier's own step, "vs" the claimed value, then
+        "ok"/"wrong" (`judges.first_error_trace(worked=True)`); False: the step copied
+        and judged ("Step 2: 7 - 1 = 5 wrong").
       deciding_weight: SFT loss weight of each step's "ok"/"wrong" and of the verdict
         (`judges.training.deciding_token_weights`); 1: the plain token mean.
       prompt_length, max_new_tokens: verifier prompt bucket and longest chain.
@@ -67,11 +71,12 @@ class Config:
     num_test: int = 512
     solver: recipes.SFTConfig = recipes.SFTConfig(steps=300, response_window=48)
     sft: recipes.SFTConfig = recipes.SFTConfig(
-        steps=400, batch_size=32, response_window=96,
-        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=400, weight_decay=0.01))
+        steps=600, batch_size=32, response_window=128,
+        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=600, weight_decay=0.01))
+    worked: bool = True
     deciding_weight: float = 20.0
     prompt_length: int = 176
-    max_new_tokens: int = 96
+    max_new_tokens: int = 120
     eval_batch: int = 128
     log: LogConfig = LogConfig()
     seed: int = 0
@@ -107,7 +112,7 @@ PRESETS["smoke"] = dataclasses.replace(
 
 
 def chains(n: int, *, seed: int, config: Config, split: str) -> list[judges.Trace]:
-    return [judges.first_error_trace(s.problem, s.steps)
+    return [judges.first_error_trace(s.problem, s.steps, worked=config.worked)
             for s in arithmetic.solutions(n, seed=seed, config=config.task, split=split,
                                           error_rate=config.train_error_rate)]
 

@@ -97,7 +97,8 @@ def pairwise_traces(pairs: Sequence[PreferencePair], problems: Sequence[arithmet
 
 
 def first_error_trace(problem: arithmetic.Problem, steps: Sequence[str], *,
-                      conditioning: formats.Conditioning = formats.NONE) -> Trace:
+                      conditioning: formats.Conditioning = formats.NONE,
+                      worked: bool = False) -> Trace:
     """Step-by-step verification up to the first wrong step (ThinkPRM, "Process Reward
     Models That Think", arXiv:2504.16828: a verification chain whose step verdicts match
     the gold labels, cut at the first error as PRM800K labels solutions); verdict = its
@@ -113,6 +114,15 @@ def first_error_trace(problem: arithmetic.Problem, steps: Sequence[str], *,
     steps in six and a width-64 verifier learns to copy it instead of computing; and a
     chain that never copies the claim ("Step 2: 5 + 1 = 6 ok") left the verdict to a
     comparison across the prompt (docs/experiments/think_prm.md).
+
+    worked=True: the verifier writes its own step (the correct one, as a solver
+    would), then the step's claimed value, then the check of those two adjacent
+    numbers, as the pairwise trace's "A: 9 vs 9 right":
+
+        Step 2: 5 + 1 = 6 vs 5 wrong
+
+    The claim is the step's last word; a misread step whose value happens to be right
+    is still "wrong" (not drawn by `recipes.TINY_RM_TASK`, which corrupts results only).
     """
     expected = _expected(problem)
     first = arithmetic.check_steps(problem, "\n".join(steps))
@@ -120,7 +130,13 @@ def first_error_trace(problem: arithmetic.Problem, steps: Sequence[str], *,
         raise ValueError(f"first_error_trace: the {len(steps)} steps are a correct prefix of "
                          f"the {len(expected)}-step solution; no given step is wrong")
     last = first if first != -1 else len(steps) - 1
-    lines = [f"Step {k + 1}: {steps[k].strip()} {'wrong' if k == first else 'ok'}"
+    def body(k: int) -> str:
+        if not worked:
+            return steps[k].strip()
+        own = expected[k] if k < len(expected) else "none"
+        return f"{own} vs {(steps[k].split() or ['none'])[-1]}"
+
+    lines = [f"Step {k + 1}: {body(k)} {'wrong' if k == first else 'ok'}"
              for k in range(last + 1)]
     label = formats.NO_ERROR_CHOICE if first == -1 else str(first + 1)
     return Trace(formats.first_error_prompt(problem.question, steps, conditioning=conditioning),
