@@ -1,26 +1,37 @@
-"""GRPO against a generative judge: the policy's only reward is a judge's p(Yes).
+"""GRPO against a judge: the policy's only reward is a trained judge's verdict.
 
-Papers: "RewardDance: Reward Scaling in Visual Generation" (arXiv:2509.08826) makes the
-reward of RL the probability a generative judge gives to "yes" after reading the
-prompt and the response, in one forward pass; RM-R1 ("Reward Modeling as Reasoning",
+Papers: "Inference-Time Scaling for Generalist Reward Modeling" (DeepSeek-GRM,
+arXiv:2504.02495): a pointwise generative reward model writes a critique of one response
+and ends with a score, the `tiny` preset's judge; "RewardDance: Reward Scaling in Visual
+Generation" (arXiv:2509.08826) reads the reward as p("yes") of a verdict token in one
+forward pass (`judge_kind=pointwise`); RM-R1 ("Reward Modeling as Reasoning",
 arXiv:2505.02387) and the judge RL papers of issue 15 use such judges as RL rewards.
 
 What it reproduces: a judge trained on the SFT policy's own samples (labelled by the
 answer checker, as reward models are trained on samples of the policy they will score)
 is a usable RL reward: GRPO with the judge as the only reward raises held-out pass@1
-above the SFT start. In the same run, GRPO on the exact answer checker (the upper
-reference) and the judge's held-out accuracy on fresh policy samples.
+above the SFT start. Also reported: the judge's held-out accuracy on fresh policy
+samples, and with `arms=judge,answer` GRPO on the exact answer checker from the same
+start (the upper reference; the paper preset runs both arms).
 
 Deviations of the `tiny` preset: grpo_arith's ~1M-parameter policy, task, warm start
-and GRPO settings (30 steps of 16 x 8); the judge starts from the SFT policy's weights
-(it can already compute the task) and learns the one-token verdict `Verdict: Yes|No`
-on 8,192 policy samples at temperature 1 for 300 steps; the reward is read by
-`judges.PointwiseJudge` (no rationale), batched on the run's mesh. The answer checker
-runs alongside with weight 0 only to log the true accuracy during RL; it never enters
-the reward. Findings: docs/experiments/judge_reward_grpo.md. `paper` points at local
-checkpoints (policy and judge start from one instruct model).
+and GRPO settings (30 steps of 16 x 8). The judge starts from the SFT policy's weights
+(it can already solve the task) and is fine-tuned for 260 steps on 8,192 policy samples
+at temperature 1, each with the GRM judgment the task's program teacher writes
+(`judges.grm_trace`: a one-line principle, the response's answer noted, the question
+solved, the answer checked, `Scores: 9|2`); during RL one greedy judgment per sample
+(`judges.GRMJudgeReward`, batched sampler calls on the run's mesh), score rescaled to
+[0, 1], an unparsed judgment counted and rewarded 0. The paper samples k judgments and
+votes; here k = 1. The answer checker runs alongside with weight 0 only to log the true
+accuracy during RL; it never enters the reward. Findings:
+docs/experiments/judge_reward_grpo.md. `paper` points at local checkpoints (policy and
+judge start from one instruct model).
 
     python experiments/judge_reward_grpo.py --preset tiny
+    python experiments/judge_reward_grpo.py --preset tiny --set arms=judge,answer
+    python experiments/judge_reward_grpo.py --preset tiny --set judge_kind=pointwise \\
+        judge_sft.steps=300 judge_sft.response_window=12 judge_sft.optimizer.lr=1e-3 \\
+        judge_sft_length=160
     python experiments/judge_reward_grpo.py --preset smoke
 """
 
@@ -34,6 +45,7 @@ import jax
 import numpy as np
 
 from rewardjax import experiment, judges
+from rewardjax.data.synthetic import arithmetic
 from rewardjax.recipes import BackboneConfig, SFTConfig
 from rewardjax.recipes.rl_arith import (TINY_RECIPE, Arm, RLRecipe, arith_trainer, answer_reward,
                                         rl_prompt_records, run_arms, smoke_recipe,
@@ -48,6 +60,7 @@ from rewardjax.train.rl import RLConfig
 from rewardjax.train.state import OptimizerConfig
 
 ARMS = ("judge", "answer")
+JUDGE_KINDS = ("grm", "pointwise")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -60,8 +73,19 @@ class JudgeRewardConfig:
       judge_temperatures: the sampling temperatures of the judge's data (above the RL
         temperature: the responses RL will explore, not only the SFT policy's).
       judge_test_prompts: held-out prompts (x `judge_samples`) for the judge's accuracy.
-      judge_sft: the judge's training on `Verdict: Yes|No` (from the SFT policy).
-      judge_length: the judge's input length (prompt + response + "Verdict:").
+      judge_kind: "grm": a DeepSeek-GRM judgment of the response alone (note its answer,
+        solve the question, compare, `Scores: 9|2`), sampled greedily and read as
+        (score - 1) / 9 (`judges.GRMJudgeReward`); "pointwise": p(Yes) after
+        `judges.pointwise_prompt` in one forward pass (`judges.PointwiseJudge`).
+      grm_principle: the principle line that opens each GRM judgment.
+      judge_sft: the judge's training on its judgments (from the SFT policy).
+      judge_length: the judge's input length (pointwise: prompt + response + "Verdict:";
+        grm: the prompt, left-padded).
+      judge_max_new_tokens: the longest GRM judgment.
+      judge_sft_length: the judge's SFT sequence length (prompt + judgment; None:
+        judge_length + judge_max_new_tokens for "grm", judge_length for "pointwise"). An
+        example longer than this loses the start of its prompt (the pipeline warns with
+        the count).
       arms: "judge" (the judge's p(Yes) is the reward) and / or "answer" (the checker).
     """
 
@@ -71,19 +95,27 @@ class JudgeRewardConfig:
     judge_samples: int = 8
     judge_temperatures: tuple[float, ...] = (1.0,)
     judge_test_prompts: int = 128
+    judge_kind: str = "grm"
+    grm_principle: str = "Principle: check the final answer."
     judge_sft: SFTConfig = SFTConfig(
-        steps=300, batch_size=32, response_window=12,
-        optimizer=OptimizerConfig(lr=1e-3, warmup_steps=20, total_steps=300, weight_decay=0.01))
+        steps=260, batch_size=32, response_window=80,
+        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=260, weight_decay=0.01))
     judge_length: int = 160
+    judge_max_new_tokens: int = 72
+    judge_sft_length: int | None = 192
     judge_batch_size: int = 64
     arms: tuple[str, ...] = ARMS
     seed: int = 0
 
     def __post_init__(self):
+        if self.judge_kind not in JUDGE_KINDS:
+            raise ValueError(f"judge_kind = {self.judge_kind!r}: expected one of {JUDGE_KINDS}")
         for name in ("judge_prompts", "judge_samples", "judge_test_prompts", "judge_length",
-                     "judge_batch_size"):
+                     "judge_max_new_tokens", "judge_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} = {getattr(self, name)!r}: expected >= 1")
+        if self.judge_sft_length is not None and self.judge_sft_length < 1:
+            raise ValueError(f"judge_sft_length = {self.judge_sft_length!r}: expected >= 1 or None")
         object.__setattr__(self, "arms", tuple(self.arms))
         if not self.arms or any(a not in ARMS for a in self.arms):
             raise ValueError(f"arms = {self.arms!r}: expected a non-empty subset of {ARMS}")
@@ -93,16 +125,15 @@ class JudgeRewardConfig:
                              "temperatures > 0")
 
 
-def policy_samples(recipe: RLRecipe, policy, *, prompts: int, samples: int, seed: int,
-                   split: str, temperature: float) -> tuple[list[str], list[str], np.ndarray]:
-    """(questions, responses, correct) of `samples` responses per prompt of the warm-started
-    policy at `temperature`, labelled by the answer checker."""
-    records = list(rl_prompt_records(recipe, prompts, seed=seed, split=split))
-    trainer = arith_trainer(recipe, policy, answer_reward(recipe))
+def policy_samples(trainer, policy, records, *, samples: int, seed: int,
+                   temperature: float) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """(questions, responses, correct, record index) of `samples` responses per record of
+    the warm-started policy at `temperature`, labelled by the answer checker. `trainer`
+    (built once by the caller) supplies the prompt encoding and decoding."""
     sampling = dataclasses.replace(trainer.sampling, num_samples=samples,
                                    temperature=temperature)
     checker = MathAnswerReward()
-    questions, responses, correct = [], [], []
+    questions, responses, correct, index = [], [], [], []
     chunk = 128
     for i in range(0, len(records), chunk):
         part = records[i:i + chunk]
@@ -121,47 +152,88 @@ def policy_samples(recipe: RLRecipe, policy, *, prompts: int, samples: int, seed
         questions += qs
         responses += texts[:n * G]
         correct.append(ok)
-    trainer.reward_fn.close()
-    return questions, responses, np.concatenate(correct)
+        index.append(np.repeat(np.arange(i, i + n), G))
+    return questions, responses, np.concatenate(correct), np.concatenate(index)
+
+
+def _problems(recipe: RLRecipe, records, *, seed: int, split: str) -> list[arithmetic.Problem]:
+    """The synthetic task's problems behind `records` (the GRM teacher solves them)."""
+    if recipe.data.is_tfds:
+        raise ValueError("judge_kind='grm' writes its training judgments with the synthetic "
+                         "task's solver; recipe.data.source must be 'synthetic'")
+    problems = arithmetic.problems(len(records), seed=seed, config=recipe.task, split=split)
+    if [p.question for p in problems] != [r.prompt for r in records]:
+        raise RuntimeError("the synthetic problems do not match the RL prompt records")
+    return problems
+
+
+def make_judge(config: JudgeRewardConfig, policy, params):
+    """The judge as a scorer of (questions, responses) -> reward in [0, 1]."""
+    if config.judge_kind == "pointwise":
+        return judges.PointwiseJudge(params, config=policy.config, tokenizer=policy.tokenizer,
+                                     length=config.judge_length,
+                                     batch_size=config.judge_batch_size,
+                                     placement=policy.placement)
+    grm_judge = judges.GenerativeJudge(
+        params, config=policy.config, tokenizer=policy.tokenizer,
+        prompt_length=config.judge_length, max_new_tokens=config.judge_max_new_tokens,
+        temperature=0.0, batch_size=config.judge_batch_size, placement=policy.placement)
+    return judges.GRMJudgeReward(grm_judge)
 
 
 def train_judge(config: JudgeRewardConfig, recipe: RLRecipe, policy, out: Path):
-    """(judge params, judge metrics): the SFT policy fine-tuned to say `Verdict: Yes` on
-    its own correct samples and `Verdict: No` on its wrong ones; accuracy on held-out
-    samples (p(Yes) > 0.5 against the checker)."""
-    q, r, ok = [], [], []
+    """(judge, judge metrics): the SFT policy fine-tuned to judge its own samples (correct
+    ones `Verdict: Yes` / scored 9, wrong ones `Verdict: No` / scored 2); accuracy on
+    held-out samples (reward > 0.5 against the checker)."""
+    trainer = arith_trainer(recipe, policy, answer_reward(recipe))  # encodes and decodes
+    examples, ok = [], []
     for i, t in enumerate(config.judge_temperatures):
-        qi, ri, oki = policy_samples(recipe, policy, prompts=config.judge_prompts,
-                                     samples=config.judge_samples, seed=recipe.seed + 20 + 100 * i,
-                                     split="train", temperature=t)
-        q, r, ok = q + qi, r + ri, ok + [oki]
+        seed = recipe.seed + 20 + 100 * i
+        records = list(rl_prompt_records(recipe, config.judge_prompts, seed=seed, split="train"))
+        qi, ri, oki, idx = policy_samples(trainer, policy, records, samples=config.judge_samples,
+                                          seed=seed, temperature=t)
+        ok.append(oki)
+        if config.judge_kind == "pointwise":
+            examples += [judges.Trace(judges.pointwise_prompt(q, r),
+                                      judges.judgment_text("", "Yes" if c else "No"),
+                                      "Yes" if c else "No").sft_example()
+                         for q, r, c in zip(qi, ri, oki)]
+        else:
+            problems = _problems(recipe, records, seed=seed, split="train")
+            examples += [judges.grm_trace(problems[j], [r], principle=config.grm_principle
+                                          ).sft_example() for j, r in zip(idx, ri)]
     ok = np.concatenate(ok)
-    examples = [judges.Trace(judges.pointwise_prompt(qi, ri),
-                             judges.judgment_text("", "Yes" if c else "No"),
-                             "Yes" if c else "No").sft_example() for qi, ri, c in zip(q, r, ok)]
     order = np.random.default_rng([recipe.seed, 21]).permutation(len(examples))
+    bucket = config.judge_sft_length or config.judge_length + (
+        config.judge_max_new_tokens if config.judge_kind == "grm" else 0)
     params = sft_warm_start(policy, [examples[i] for i in order], sft=config.judge_sft,
-                            buckets=(config.judge_length,), out_dir=out, seed=recipe.seed,
+                            buckets=(bucket,), out_dir=out, seed=recipe.seed,
                             name="judge", log=recipe.log)
-    judge = judges.PointwiseJudge(params, config=policy.config, tokenizer=policy.tokenizer,
-                                  length=config.judge_length, batch_size=config.judge_batch_size,
-                                  placement=policy.placement)
-    tq, tr, tok = policy_samples(recipe, policy, prompts=config.judge_test_prompts,
-                                 samples=config.judge_samples, seed=recipe.seed + 22,
-                                 split="test", temperature=recipe.rl.temperature)
-    p_yes = judge(tq, tr)
+    judge = make_judge(config, policy, params)
+    records = list(rl_prompt_records(recipe, config.judge_test_prompts, seed=recipe.seed + 22,
+                                     split="test"))
+    tq, tr, tok, _ = policy_samples(trainer, policy, records, samples=config.judge_samples,
+                                    seed=recipe.seed + 22, temperature=recipe.rl.temperature)
+    trainer.reward_fn.close()
+    p_yes = np.asarray(judge(tq, tr))
     metrics = {"judge_accuracy": float(np.mean((p_yes > 0.5) == tok)),
                "judge_accuracy_correct": float(np.mean(p_yes[tok] > 0.5)) if tok.any() else 0.0,
                "judge_accuracy_wrong": float(np.mean(p_yes[~tok] <= 0.5)) if (~tok).any() else 0.0,
                "judge_train_positive": float(ok.mean()), "judge_test_positive": float(tok.mean())}
+    if config.judge_kind == "grm":
+        metrics["judge_parse_failures"] = sum(judge.failures.values()) / max(judge.judged, 1)
+        judge.failures.clear()
+        judge.judged = 0
     return judge, metrics
 
 
 def judge_reward(judge) -> CombinedReward:
-    """The judge's p(Yes) as the whole reward; the checker rides along with weight 0 so
+    """The judge's reward as the whole reward; the checker rides along with weight 0 so
     the logged `accuracy` is the true one (`RLConfig.accuracy_reward = "answer"`)."""
+    fn = (judges.pointwise_judge_reward(judge) if isinstance(judge, judges.PointwiseJudge)
+          else judge)
     return CombinedReward([
-        RewardSpec(name="judge", fn=judges.pointwise_judge_reward(judge), weight=1.0,
+        RewardSpec(name="judge", fn=fn, weight=1.0,
                    isolation="inline", timeout_s=None, per_sample=False),
         RewardSpec(name="answer", fn=MathAnswerReward(), weight=0.0, fallback=0.0,
                    isolation="thread", timeout_s=10.0)])
@@ -183,14 +255,18 @@ def run(config: JudgeRewardConfig, out: Path) -> dict:
     if "judge" in config.arms:
         result["gain_judge"] = round(result["pass1_judge"] - result["pass1_sft"], 4)
     result.update({k: round(v, 4) for k, v in judge_metrics.items()})
+    if config.judge_kind == "grm" and judge.judged:
+        result["judge_rl_parse_failures"] = round(sum(judge.failures.values()) / judge.judged, 4)
     result["minutes"] = round((time.time() - start) / 60, 2)
     write_result(out, result)
     return result
 
 
-HEADLINE = ("pass1_sft", "pass1_judge", "gain_judge", "pass1_answer", "judge_accuracy")
+HEADLINE = ("pass1_sft", "pass1_judge", "gain_judge", "judge_accuracy")
 
-TINY = JudgeRewardConfig()
+# The answer-reward arm (the upper reference, 0.832 with this recipe) is left out of
+# `tiny` to keep it under 10 minutes: `--set arms=judge,answer` adds it.
+TINY = JudgeRewardConfig(arms=("judge",))
 PRESETS = {
     "tiny": TINY,
     "paper": JudgeRewardConfig(
@@ -203,9 +279,10 @@ PRESETS = {
             rl_optimizer=OptimizerConfig(lr=1e-6, total_steps=200, min_lr_ratio=1.0),
             eval_problems=500),
         judge_prompts=8192, judge_sft=SFTConfig(
-            steps=2000, batch_size=64, response_window=12,
+            steps=2000, batch_size=64, response_window=None,
             optimizer=OptimizerConfig(lr=5e-6, warmup_steps=100, total_steps=2000)),
-        judge_length=1600, judge_batch_size=32),
+        judge_length=1600, judge_max_new_tokens=1024, judge_sft_length=None,
+        judge_batch_size=32),
 }
 PRESETS["smoke"] = dataclasses.replace(
     TINY, recipe=smoke_recipe(TINY.recipe), judge_prompts=16, judge_samples=2,

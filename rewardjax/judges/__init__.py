@@ -31,7 +31,7 @@ from rewardjax.judges.grm import (SCORE_FAILURES, SCORES_PREFIX, GRMSamples, Met
                                   Scores, agrees, best_credit, grm_prompt, grm_trace,
                                   meta_rm_records, meta_rm_scores, parse_scores, sample_scores,
                                   scaling_curve, score_texts, train_meta_rm, vote_scores)
-from rewardjax.judges.rewards import (BothOrdersVerdictMatch, PairwiseJudgeReward,
+from rewardjax.judges.rewards import (BothOrdersVerdictMatch, GRMJudgeReward, PairwiseJudgeReward,
                                       VerdictFormat, VerdictMatch,
                                       judge_training_reward, pointwise_judge_reward)
 from rewardjax.judges.scoring import (PairwiseJudge, PairwiseScores, PointwiseJudge,

@@ -14,16 +14,21 @@ A judge as the RL loop's reward: `pointwise_judge_reward` wraps a `PointwiseJudg
 batched forward pass per chunk of completions); `PairwiseJudgeReward` turns a pairwise
 judge into per-sample rewards, by comparison with a reference response or by win rate
 within each group of G samples of one prompt (the Pairwise-RL paper: a generative
-pairwise reward model trained and used with pairwise PPO).
+pairwise reward model trained and used with pairwise PPO); `GRMJudgeReward` samples one
+DeepSeek-GRM judgment per completion (the judge re-solves, then scores) and rescales its
+score to [0, 1].
 """
 
 from __future__ import annotations
 
+import collections
 from typing import Sequence
 
+import jax
 import numpy as np
 
-from rewardjax.judges import formats
+from rewardjax.judges import formats, grm
+from rewardjax.judges.generative import GenerativeJudge
 from rewardjax.judges.scoring import PairwiseJudge, PointwiseJudge
 from rewardjax.rewards import CombinedReward, RewardModelReward, RewardSpec
 from rewardjax.rewards._batch import check_batch
@@ -106,6 +111,48 @@ def judge_training_reward(choices: Sequence[str], *, format_weight: float = 0.5,
 def pointwise_judge_reward(judge: PointwiseJudge) -> RewardModelReward:
     """r(x, y) = p(Yes | x, y) from `judge`, in chunks of its batch size."""
     return RewardModelReward(judge, batch_size=judge.batch_size)
+
+
+class GRMJudgeReward:
+    """r(x, y) = (S − lo) / (hi − lo) from one sampled DeepSeek-GRM judgment of y alone
+    ("Inference-Time Scaling for Generalist Reward Modeling", arXiv:2504.02495):
+
+        C ~ GRM(grm_prompt(x, [y])),   S = extract(C) in [lo, hi] = grm.SCORE_RANGE
+
+    The judge writes its critique first (in the tiny task: notes y's answer, solves x
+    itself, compares), so the score rests on a verification rather than a one-token
+    guess. All completions of a call are judged in batched sampler calls. A judgment
+    whose scores do not parse earns `failure_reward` (default 0, the bottom of the
+    scale) and is counted by kind in `failures` (running totals; `judged` counts all
+    judgments), never silently defaulted. With `temperature` 0 (the judge's default)
+    the reward is deterministic; otherwise each call draws fresh keys from `seed`.
+    """
+
+    def __init__(self, judge: GenerativeJudge, *, failure_reward: float = 0.0, seed: int = 0):
+        if judge.sampling.num_samples != 1:
+            raise ValueError(f"GRMJudgeReward reads one judgment per completion; the judge "
+                             f"samples num_samples={judge.sampling.num_samples}")
+        self.judge, self.failure_reward = judge, float(failure_reward)
+        self.failures: collections.Counter = collections.Counter()
+        self.judged, self._calls, self._seed = 0, 0, seed
+
+    def __call__(self, prompts, completions, **fields) -> np.ndarray:
+        check_batch(prompts, completions, fields, source="GRMJudgeReward")
+        key = (None if self.judge.sampling.temperature == 0
+               else jax.random.fold_in(jax.random.key(self._seed), self._calls))
+        self._calls += 1
+        texts = self.judge.generate([grm.grm_prompt(p, [c]) for p, c in zip(prompts, completions)],
+                                    key)
+        low, high = grm.SCORE_RANGE
+        out = np.full((len(texts),), self.failure_reward, np.float32)
+        for i, (text,) in enumerate(texts):
+            got = grm.parse_scores(text, num_responses=1)
+            if got.ok:
+                out[i] = (got.scores[0] - low) / (high - low)
+            else:
+                self.failures[got.failure] += 1
+        self.judged += len(texts)
+        return out
 
 
 class PairwiseJudgeReward:

@@ -1,5 +1,6 @@
-"""judge_reward_grpo end to end at a reduced size, and on a (2,2,2) mesh of 8 simulated
-devices the same GRPO losses (judge reward) as on one device."""
+"""judge_reward_grpo end to end at a reduced size (GRM judge, the preset's), and with the
+pointwise judge on a (2,2,2) mesh of 8 simulated devices the same GRPO losses (judge
+reward) as on one device."""
 
 import json
 
@@ -8,14 +9,15 @@ from tests.experiments.test_rl_experiments import MODEL, RL, _run
 REDUCED = ([f"recipe.{o}" for o in MODEL + RL]
            + ["judge_prompts=4", "judge_samples=2", "judge_test_prompts=4",
               "judge_sft.steps=2", "judge_sft.optimizer.total_steps=2",
-              "judge_batch_size=8"])
+              "judge_batch_size=8", "judge_max_new_tokens=16"])
 
 
 def test_judge_reward_grpo_smoke(tmp_path, capsys):
-    result, line = _run("judge_reward_grpo", REDUCED, tmp_path, capsys)
+    result, line = _run("judge_reward_grpo", REDUCED + ["arms=judge,answer"], tmp_path, capsys)
     assert line.startswith("RESULT pass1_sft=")
     for key in ("pass1_sft", "pass1_judge", "pass1_answer", "judge_accuracy",
-                "judge_accuracy_correct", "judge_accuracy_wrong", "judge_train_positive"):
+                "judge_accuracy_correct", "judge_accuracy_wrong", "judge_train_positive",
+                "judge_parse_failures", "judge_rl_parse_failures"):
         assert 0 <= result[key] <= 1, key
     assert result["gain_judge"] == round(result["pass1_judge"] - result["pass1_sft"], 4)
     rows = [json.loads(l) for l in (tmp_path / "rl_judge.jsonl").read_text().splitlines()]
@@ -32,7 +34,7 @@ def _rows(path):
 
 
 def test_judge_reward_grpo_on_a_mesh_matches_one_device(tmp_path, capsys):
-    args = REDUCED + ["arms=judge"]
+    args = REDUCED + ["arms=judge", "judge_kind=pointwise"]
     _run("judge_reward_grpo", args, tmp_path / "one", capsys)
     _run("judge_reward_grpo", args + ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"],
          tmp_path / "mesh", capsys)
