@@ -8,7 +8,9 @@ response; k judgments are sampled in parallel and their scores summed per respon
 labelled by whether their scores agree with the ground truth.
 
 What it reproduces: held-out pairwise accuracy rises with k (k = 8 above k = 1), and
-meta-RM-guided voting is at least as accurate as plain voting; `scaling.png` plots
+meta-RM-guided voting is at least as accurate as plain voting (a tie of the kept votes is
+settled by the plain vote, ours; `accuracy_meta_voting_coin` settles it by a coin as
+the paper's rule leaves it); `scaling.png` plots
 accuracy against k for both, `result.json` holds the figures, `judgments.jsonl` every
 held-out judgment with its scores and meta-RM score.
 
@@ -61,6 +63,8 @@ class Config:
       meta: the meta RM's training.
       k, ks: judgments sampled per prompt; the k values of the curve (k among them).
       meta_keep_fraction: k_meta = max(1, round(k · this)).
+      meta_tie_break: "plain": a tie of the meta-guided votes is settled by the plain
+        vote of all k (ours; the paper does not say); None: a coin (half credit).
       temperature: sampling temperature of the judgments.
       prompt_length, max_new_tokens: GRM prompts are left-padded to this length;
         judgments are at most this long.
@@ -84,6 +88,7 @@ class Config:
     k: int = 8
     ks: tuple[int, ...] = (1, 2, 4, 8)
     meta_keep_fraction: float = 0.5
+    meta_tie_break: str | None = "plain"
     temperature: float = 1.0
     prompt_length: int = 160
     max_new_tokens: int = 80
@@ -101,6 +106,8 @@ class Config:
         if not self.deciding_weight >= 1.0:
             raise ValueError(f"deciding_weight must be >= 1 (1: the plain token mean), got "
                              f"{self.deciding_weight}")
+        if self.meta_tie_break not in (None, "plain"):
+            raise ValueError(f"meta_tie_break must be None or 'plain', got {self.meta_tie_break!r}")
         if not 0 < self.meta_keep_fraction <= 1:
             raise ValueError(f"meta_keep_fraction must be in (0, 1], got {self.meta_keep_fraction}")
         if self.temperature <= 0:
@@ -285,7 +292,10 @@ def run(config: Config, out: Path) -> dict:
     common = dict(draws=config.draws, seed=config.seed)
     plain = grm.scaling_curve(scores, test.best, config.ks, **common)
     guided = grm.scaling_curve(scores, test.best, config.ks, meta=meta_pair,
-                               keep_fraction=config.meta_keep_fraction, **common)
+                               keep_fraction=config.meta_keep_fraction,
+                               tie_break=config.meta_tie_break, **common)
+    guided_coin = grm.scaling_curve(scores, test.best, config.ks, meta=meta_pair,
+                                    keep_fraction=config.meta_keep_fraction, **common)
     _plot(out, plain, guided, config.meta_keep_fraction)
     with open(out / "judgments.jsonl", "w") as f:
         for i, p in enumerate(test.prompts):
@@ -296,11 +306,12 @@ def run(config: Config, out: Path) -> dict:
                                                 "voting": [plain[k] for k in config.ks],
                                                 "meta_voting": [guided[k] for k in config.ks]}))
     valid = got.valid
-    # Ties at k = K (voted scores equal: half credit), plain and meta-guided.
+    # Ties at k = K (voted scores equal), plain and meta-guided (before the tie-break).
     voted = grm.vote_scores(scores)
     voted_meta = grm.vote_scores(scores, meta=meta_pair, keep=config.keep)
     result = {"accuracy_k1": round(plain[1], 4), "accuracy_voting": round(plain[config.k], 4),
               "accuracy_meta_voting": round(guided[config.k], 4),
+              "accuracy_meta_voting_coin": round(guided_coin[config.k], 4),
               "gain_voting": round(plain[config.k] - plain[1], 4),
               "gain_meta": round(guided[config.k] - plain[config.k], 4),
               "k": config.k, "k_meta": config.keep,

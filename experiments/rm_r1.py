@@ -18,9 +18,10 @@ and checks each answer against its own (RM-R1's rubric for reasoning tasks: solv
 judge): "A: 6", "B: 5", "5 + 2 = 7", "7 - 1 = 6", "Answer: 6", "A: 6 vs 6 right", "B: 5
 vs 6 wrong", "Verdict: A". The
 judge is a 2-layer width-64 model, first trained on correct solutions (the stand-in for
-the instruct LM RM-R1 starts from), then distilled with a short budget and the deciding
-tokens ("right"/"wrong", the verdict) weighted 5x in the SFT loss, so the SFT-only
-judge is imperfect and RL has room; 4k training pairs, 256 held out.
+the instruct LM RM-R1 starts from), then distilled for 600 steps with the deciding
+tokens ("right"/"wrong", the verdict) weighted 20x in the SFT loss; 4k training pairs,
+256 held out. Findings (the SFT-only judge is already at 1.0 here, so GRPO has no
+room; a shorter distillation leaves room GRPO does not use): docs/experiments/rm_r1.md.
 `paper` is RM-R1's Qwen2.5-Instruct-7B setting (local directory; distillation then
 GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written task.
 
@@ -75,9 +76,9 @@ class Config:
     num_sft: int | None = None
     solver: recipes.SFTConfig = recipes.SFTConfig(steps=300, response_window=48)
     sft: recipes.SFTConfig = recipes.SFTConfig(
-        steps=400, batch_size=32, response_window=88,
-        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=400, weight_decay=0.01))
-    deciding_weight: float = 5.0
+        steps=600, batch_size=32, response_window=88,
+        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=600, weight_decay=0.01))
+    deciding_weight: float = 20.0
     rl: RLConfig = RLConfig(steps=60, prompts_per_step=16, group_size=8, max_new_tokens=88,
                             prompt_length=192, temperature=1.0, advantage="grpo",
                             reduction="token_mean", kl_coef=0.0, accuracy_reward="verdict")

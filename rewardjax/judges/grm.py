@@ -257,10 +257,13 @@ def vote_scores(scores_nkr: np.ndarray, *, meta: np.ndarray | None = None,
     return out
 
 
-def best_credit(voted_nr: np.ndarray, best_n: Sequence[int]) -> np.ndarray:
+def best_credit(voted_nr: np.ndarray, best_n: Sequence[int], *,
+                tie_break: np.ndarray | None = None) -> np.ndarray:
     """[N] credit of picking the response with the highest voted score: 1 if it is
     response `best_n[i]` alone, 1/m when m responses tie at the top and it is one of
-    them (a fair coin among the tied), else 0."""
+    them (a fair coin among the tied), else 0. With `tie_break` ([N, n] secondary
+    scores), responses tied at the top are first narrowed to those with the highest
+    secondary score; the coin decides only what is still tied."""
     v = np.asarray(voted_nr, np.float64)
     best = np.asarray(best_n, np.int64)
     if v.ndim != 2 or best.shape != (v.shape[0],):
@@ -269,20 +272,31 @@ def best_credit(voted_nr: np.ndarray, best_n: Sequence[int]) -> np.ndarray:
     if np.any((best < 0) | (best >= v.shape[1])):
         raise ValueError(f"best_credit: best indices must be in [0, {v.shape[1]}), got {best}")
     top = v == v.max(axis=1, keepdims=True)
+    if tie_break is not None:
+        t = np.asarray(tie_break, np.float64)
+        if t.shape != v.shape:
+            raise ValueError(f"best_credit: tie_break shape {t.shape}; expected {v.shape}")
+        t = np.where(top, t, -np.inf)
+        top &= t == t.max(axis=1, keepdims=True)
     return top[np.arange(v.shape[0]), best] / top.sum(axis=1)
 
 
 def scaling_curve(scores_nkr: np.ndarray, best_n: Sequence[int], ks: Sequence[int], *,
                   meta: np.ndarray | None = None, keep_fraction: float = 0.5,
-                  draws: int = 16, seed: int = 0) -> dict[int, float]:
+                  tie_break: str | None = None, draws: int = 16,
+                  seed: int = 0) -> dict[int, float]:
     """Accuracy against k: mean `best_credit` of voting over k of the K sampled
     judgments, averaged over `draws` random subsets per row (every subset is all K at
     k = K). With `meta` ([N, K] or [N, K, n], as `vote_scores` takes it), each subset
-    keeps its top max(1, round(k·keep_fraction)) by the meta RM before voting."""
+    keeps its top max(1, round(k·keep_fraction)) by the meta RM before voting;
+    `tie_break="plain"` then settles a tie of the kept votes by the plain vote of all k
+    (ours: the judgments the meta RM set aside are the next evidence; None: a coin)."""
     s = np.asarray(scores_nkr, np.float64)
     n, big_k = s.shape[:2]
     if not 0 < keep_fraction <= 1:
         raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
+    if tie_break not in (None, "plain"):
+        raise ValueError(f"scaling_curve: tie_break must be None or 'plain', got {tie_break!r}")
     rng = np.random.default_rng(seed)
     out = {}
     for k in ks:
@@ -300,7 +314,8 @@ def scaling_curve(scores_nkr: np.ndarray, best_n: Sequence[int], ks: Sequence[in
                 idx = pick if m.ndim == 2 else pick[..., None]
                 voted = vote_scores(sub, meta=np.take_along_axis(m, idx, axis=1),
                                     keep=max(1, round(k * keep_fraction)))
-            credit += best_credit(voted, best_n).mean()
+            second = vote_scores(sub) if meta is not None and tie_break == "plain" else None
+            credit += best_credit(voted, best_n, tie_break=second).mean()
         out[k] = float(credit / reps)
     return out
 

@@ -8,7 +8,8 @@ import numpy as np
 
 from tests.experiments.conftest import load_experiment
 
-FIGURES = ("accuracy_k1", "accuracy_voting", "accuracy_meta_voting", "gain_voting",
+FIGURES = ("accuracy_k1", "accuracy_voting", "accuracy_meta_voting",
+           "accuracy_meta_voting_coin", "gain_voting",
            "gain_meta", "k", "k_meta", "sample_agreement", "meta_auroc", "parse_failures",
            "meta_auroc_within", "ties_voting", "ties_meta_voting")
 
@@ -35,6 +36,10 @@ def test_deepseek_grm_smoke(tmp_path, capsys):
     assert curve["k"] == [1, 4] and len(curve["voting"]) == len(curve["meta_voting"]) == 2
     for acc in curve["voting"] + curve["meta_voting"]:
         assert 0 <= acc <= 1
+    # The plain-vote tie-break only acts on ties: without one at k = K, coin and
+    # tie-break give the same accuracy.
+    if result["ties_meta_voting"] == 0:
+        assert result["accuracy_meta_voting"] == result["accuracy_meta_voting_coin"]
     # 8 pairs x 2 responses judged alone, k = 4: each judgment parsed or counted.
     rows = [json.loads(l) for l in (tmp_path / "judgments.jsonl").read_text().splitlines()]
     assert len(rows) == 16 and all(len(r["judgments"]) == 4 for r in rows)

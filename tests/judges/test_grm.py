@@ -143,6 +143,21 @@ def test_best_credit_and_ties():
         grm.best_credit(np.zeros((1, 2)), [2])
 
 
+def test_best_credit_tie_break_settles_only_ties():
+    voted = np.array([[14, 14], [14, 14], [9, 3]], float)
+    second = np.array([[20, 30], [25, 25], [0, 99]], float)
+    # Row 0: tied, the secondary score picks response 1; row 1: still tied, a coin;
+    # row 2: not tied, the secondary score is never read.
+    np.testing.assert_array_equal(grm.best_credit(voted, [1, 0, 0], tie_break=second),
+                                  [1.0, 0.5, 1.0])
+    # Secondary scores of responses outside the top tie do not count.
+    np.testing.assert_array_equal(
+        grm.best_credit(np.array([[5, 5, 1]], float), [0],
+                        tie_break=np.array([[3, 2, 9]], float)), [1.0])
+    with pytest.raises(ValueError, match="tie_break shape"):
+        grm.best_credit(voted, [1, 0, 0], tie_break=second[:, :1])
+
+
 def test_scaling_curve_hand_values():
     # Row 0 with response 1 best: k = 4 votes 21 vs 22 (right); meta keep 2 votes 17 vs
     # 5 (wrong). At k = 1 every single judgment is right iff it scores response 1
@@ -153,6 +168,19 @@ def test_scaling_curve_hand_values():
     assert meta[4] == 0.0 and abs(meta[1] - curve[1]) < 1e-12  # keep 1 of 1 at k = 1
     with pytest.raises(ValueError, match="k=5"):
         grm.scaling_curve(SCORES, [1, 1], (5,))
+    with pytest.raises(ValueError, match="tie_break"):
+        grm.scaling_curve(SCORES, [1, 1], (4,), meta=META, tie_break="coin")
+
+
+def test_scaling_curve_meta_tie_broken_by_plain_vote():
+    # One row, k = 4, keep 2: the meta RM keeps judgments 0 and 1, whose sums tie
+    # (9+2 = 11 vs 2+9 = 11); all four give 9+2+3+1 = 15 vs 2+9+8+8 = 27, so the plain
+    # tie-break picks response 1.
+    s = np.array([[[9, 2], [2, 9], [3, 8], [1, 8]]], float)
+    meta = np.array([[0.9, 0.8, 0.1, 0.2]])
+    coin = grm.scaling_curve(s, [1], (4,), meta=meta)
+    plain = grm.scaling_curve(s, [1], (4,), meta=meta, tie_break="plain")
+    assert coin == {4: 0.5} and plain == {4: 1.0}
 
 
 def test_agrees_is_the_rejective_sampling_rule():
