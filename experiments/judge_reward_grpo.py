@@ -222,8 +222,7 @@ def train_judge(config: JudgeRewardConfig, recipe: RLRecipe, policy, out: Path):
                "judge_train_positive": float(ok.mean()), "judge_test_positive": float(tok.mean())}
     if config.judge_kind == "grm":
         metrics["judge_parse_failures"] = sum(judge.failures.values()) / max(judge.judged, 1)
-        judge.failures.clear()
-        judge.judged = 0
+        judge.reset_counts()
     return judge, metrics
 
 

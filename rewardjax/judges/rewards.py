@@ -154,6 +154,11 @@ class GRMJudgeReward:
         self.judged += len(texts)
         return out
 
+    def reset_counts(self) -> None:
+        """Zero `failures` and `judged` (e.g. between a held-out check and RL)."""
+        self.failures.clear()
+        self.judged = 0
+
 
 class PairwiseJudgeReward:
     """Per-sample rewards from a pairwise judge (both orders averaged, `PairwiseJudge`).
