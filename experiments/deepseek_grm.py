@@ -238,7 +238,7 @@ def _plot(out: Path, plain: dict, meta: dict, keep_fraction: float) -> None:
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("k sampled judgments")
     ax.set_ylabel("held-out pairwise accuracy")
-    ax.set_title("DeepSeek-GRM inference-time scaling (synthetic arithmetic)")
+    ax.set_title("DeepSeek-GRM inference-time scaling\n(synthetic arithmetic)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
