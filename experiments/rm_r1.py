@@ -201,7 +201,8 @@ def run(config: Config, out: Path) -> dict:
         choices=judges.PAIRWISE_CHOICES, format_weight=config.format_weight,
         swapped=swapped if config.both_orders else None)
     logger = MetricsLogger(out, name="rl", total_steps=config.rl.steps, log=config.log)
-    state = trainer.run(trainer.init_state(params), logger=logger)
+    state = trainer.run(trainer.init_state(params), logger=logger,
+                        ref_params=params if config.rl.kl_coef else None)
     logger.close()
     reward.close()
     grpo = held_out_accuracy(trainer.policy(state), backbone, test_pairs, config,

@@ -677,6 +677,9 @@ class RLTrainer:
             logger: MetricsLogger | None = None, stop_after: int | None = None,
             on_step: Callable[[int, dict], None] | None = None) -> TrainState:
         """Steps from `state.step` (or the latest checkpoint) to `rl.steps`."""
+        if self.rl.kl_coef and ref_params is None and self.lora is None:
+            raise ValueError(f"RLConfig.kl_coef={self.rl.kl_coef} needs ref_params (the "
+                             f"reference policy) in RLTrainer.run; got None")
         if checkpointer is not None:
             restored = checkpointer.restore(self._checkpoint_tree(state))
             if restored is not None:

@@ -43,7 +43,8 @@ def _smoke(name, tmp_path, capsys, overrides=()):
 
 
 def test_rm_r1_smoke(tmp_path, capsys):
-    result = _smoke("rm_r1", tmp_path, capsys)
+    # the paper preset's KL anchor (kl_coef 1e-3): the SFT judge is the reference
+    result = _smoke("rm_r1", tmp_path, capsys, overrides=("rl.kl_coef=0.001",))
     assert 0 <= result["accuracy_sft"] <= 1 and 0 <= result["accuracy_grpo"] <= 1
     # 8 pairs x 2 orders: every judgment is a vote or a counted parse failure.
     assert 0 <= result["parse_failures_grpo"] <= 16

@@ -107,6 +107,14 @@ def test_config_errors_are_named():
         RLConfig(kl_in_reward=True, kl_coef=0.1, advantage="grpo")
 
 
+def test_kl_without_a_reference_fails_before_any_step():
+    trainer, params = tiny_trainer(kl_coef=0.1)
+    seen = []
+    with pytest.raises(ValueError, match=r"kl_coef=0.1 needs ref_params"):
+        trainer.run(trainer.init_state(params), on_step=lambda step, m: seen.append(step))
+    assert seen == []
+
+
 def test_records_may_be_namedtuples_and_a_bad_record_is_named():
     from typing import NamedTuple
 
