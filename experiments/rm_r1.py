@@ -18,10 +18,12 @@ and checks each answer against its own (RM-R1's rubric for reasoning tasks: solv
 judge): "A: 6", "B: 5", "5 + 2 = 7", "7 - 1 = 6", "Answer: 6", "A: 6 vs 6 right", "B: 5
 vs 6 wrong", "Verdict: A". The
 judge is a 2-layer width-64 model, first trained on correct solutions (the stand-in for
-the instruct LM RM-R1 starts from), then distilled for 600 steps with the deciding
-tokens ("right"/"wrong", the verdict) weighted 20x in the SFT loss; 4k training pairs,
-256 held out. Findings (the SFT-only judge is already at 1.0 here, so GRPO has no
-room; a shorter distillation leaves room GRPO does not use): docs/experiments/rm_r1.md.
+the instruct LM RM-R1 starts from), then distilled on the traces of 1k of the 4k
+training pairs (RM-R1 distils a subset, then runs RL on all) for 450 steps with the
+deciding tokens ("right"/"wrong", the verdict) weighted 20x in the SFT loss; GRPO at
+lr 1e-4 on all 4k pairs; 256 held out. Findings (GRPO moves held-out accuracy by -0.4
+to +2 points across seeds, not the +5 the paper's direction suggests; all traces for
+600 steps give a 1.0 SFT judge): docs/experiments/rm_r1.md.
 `paper` is RM-R1's Qwen2.5-Instruct-7B setting (local directory; distillation then
 GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written task.
 
@@ -73,18 +75,18 @@ class Config:
     task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
     num_train: int = 4096
     num_test: int = 256
-    num_sft: int | None = None
+    num_sft: int | None = 1024
     solver: recipes.SFTConfig = recipes.SFTConfig(steps=300, response_window=48)
     sft: recipes.SFTConfig = recipes.SFTConfig(
-        steps=600, batch_size=32, response_window=88,
-        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=600, weight_decay=0.01))
+        steps=450, batch_size=32, response_window=88,
+        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=450, weight_decay=0.01))
     deciding_weight: float = 20.0
     rl: RLConfig = RLConfig(steps=60, prompts_per_step=16, group_size=8, max_new_tokens=88,
                             prompt_length=192, temperature=1.0, advantage="grpo",
                             reduction="token_mean", kl_coef=0.0, accuracy_reward="verdict")
-    rl_optimizer: OptimizerConfig = OptimizerConfig(lr=3e-4, warmup_steps=5, total_steps=60,
+    rl_optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, warmup_steps=5, total_steps=60,
                                                     min_lr_ratio=1.0)
-    both_orders: bool = True
+    both_orders: bool = False
     format_weight: float = 0.5
     prompt_length: int = 192
     max_new_tokens: int = 88
@@ -116,6 +118,7 @@ PRESETS = {
         backbone=recipes.BackboneConfig(hf_path="checkpoints/Qwen2.5-7B-Instruct",
                                         compute_dtype="bfloat16", remat="full"),
         task=arithmetic.ArithmeticConfig(), num_train=64_000, num_test=2_000,
+        num_sft=None,  # distil every trace (set a subset if the teacher's are scarce)
         deciding_weight=1.0,  # the papers distil with the plain token mean
         both_orders=False,  # RM-R1's per-judgment verdict reward
         solver=recipes.SFTConfig(steps=0),  # the instruct model already solves
@@ -131,7 +134,7 @@ PRESETS = {
 # Every stage at a size that runs in seconds; its figures measure nothing.
 PRESETS["smoke"] = dataclasses.replace(
     PRESETS["tiny"], backbone=recipes.BackboneConfig(num_layers=1),
-    num_train=64, num_test=8, solver=dataclasses.replace(PRESETS["tiny"].solver, steps=4),
+    num_train=64, num_test=8, num_sft=16, solver=dataclasses.replace(PRESETS["tiny"].solver, steps=4),
     sft=dataclasses.replace(PRESETS["tiny"].sft, steps=4),
     rl=dataclasses.replace(PRESETS["tiny"].rl, steps=2, prompts_per_step=2, group_size=2),
     eval_batch=8)
