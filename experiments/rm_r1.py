@@ -21,9 +21,9 @@ judge is a 2-layer width-64 model, first trained on correct solutions (the stand
 the instruct LM RM-R1 starts from), then distilled on the traces of 1k of the 4k
 training pairs (RM-R1 distils a subset, then runs RL on all) for 450 steps with the
 deciding tokens ("right"/"wrong", the verdict) weighted 20x in the SFT loss; GRPO at
-lr 1e-4 on all 4k pairs; 256 held out. Findings (GRPO moves held-out accuracy by -0.4
-to +2 points across seeds, not the +5 the paper's direction suggests; all traces for
-600 steps give a 1.0 SFT judge): docs/experiments/rm_r1.md.
+lr 1e-4 on all 4k pairs (seeded order); 256 held out. Findings (GRPO moves held-out
+accuracy by -0.4 to +2 points across seeds, not the +5 the paper's direction suggests;
+all traces for 600 steps give a 1.0 SFT judge): docs/experiments/rm_r1.md.
 `paper` is RM-R1's Qwen2.5-Instruct-7B setting (local directory; distillation then
 GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written task.
 
@@ -199,10 +199,14 @@ def run(config: Config, out: Path) -> dict:
                             dump=out / "judgments_sft.jsonl")
     print(f"SFT-only judge: {sft}", flush=True)
 
+    # GRPO draws from all training pairs in a seeded order (RM-R1 runs RL on the whole
+    # set); in file order its 60 x 16 prompts would all be distilled ones.
+    order = np.random.default_rng([config.seed, 6 << 20]).permutation(config.num_train)
     trainer, reward = judges.judge_grpo_trainer(
-        backbone._replace(params=params), train, rl=config.rl, optimizer=config.rl_optimizer,
-        choices=judges.PAIRWISE_CHOICES, format_weight=config.format_weight,
-        swapped=swapped if config.both_orders else None)
+        backbone._replace(params=params), [train[i] for i in order], rl=config.rl,
+        optimizer=config.rl_optimizer, choices=judges.PAIRWISE_CHOICES,
+        format_weight=config.format_weight,
+        swapped=[swapped[i] for i in order] if config.both_orders else None)
     logger = MetricsLogger(out, name="rl", total_steps=config.rl.steps, log=config.log)
     state = trainer.run(trainer.init_state(params), logger=logger,
                         ref_params=params if config.rl.kl_coef else None)
