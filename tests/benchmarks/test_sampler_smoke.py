@@ -49,3 +49,15 @@ def test_decode_profile_pieces(tmp_path):
         assert result[f"{piece}_ms"] > 0 and result[f"{piece}_floor_ms"] >= 0
     # 32 new tokens decode in one phase over a cache of prompt + 32 slots
     assert result["cache_len"] == 64
+
+
+def test_topk_benchmark_quick(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "sampling_topk.py"), "--quick",
+                           "--threads", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("RESULT ")
+    result = json.loads((tmp_path / "result.json").read_text())
+    # the script raises before timing if the three masks differ; both ratios are measured
+    assert result["8x2048_k10_ms"] > 0
+    assert result["8x2048_k10_vs_torch"] > 0 and result["8x2048_k10_vs_lax"] > 0

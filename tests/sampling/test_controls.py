@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rewardjax.sampling import SamplerConfig, select_tokens, truncation_mask
+from rewardjax.sampling.controls import kth_largest
 
 
 @pytest.mark.parametrize("kwargs,field", [
@@ -58,6 +59,31 @@ def test_truncation_mask_hand_computed(top_k, top_p, kept):
     logits = jnp.log(jnp.asarray(PROBS[::-1], jnp.float32))[None]  # most likely last
     keep = np.asarray(truncation_mask(logits, top_k=top_k, top_p=top_p))[0]
     np.testing.assert_array_equal(keep, np.arange(5) >= 5 - kept)
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_kth_largest_equals_lax_top_k(case):
+    """Repeats, -inf, both signs, signed zeros, every k: the bisection over int codes
+    must give exactly lax.top_k's k-th value."""
+    rng = np.random.default_rng(case)
+    V = int(rng.integers(2, 40))
+    x = (rng.integers(-4, 5, (5, V)) * 0.37).astype(np.float32)  # many ties
+    if case % 2:
+        x[rng.random(x.shape) < 0.4] = -np.inf
+    if case == 4:
+        x = rng.standard_normal((5, V)).astype(np.float32) * 1e30
+    if case == 5:
+        x[:, : V // 2] = -0.0
+    for k in range(1, V + 1):
+        want = np.asarray(jax.lax.top_k(x, k)[0][:, -1])
+        np.testing.assert_array_equal(np.asarray(kth_largest(jnp.asarray(x), k)), want)
+        np.testing.assert_array_equal(np.asarray(truncation_mask(jnp.asarray(x), top_k=k)),
+                                      x >= want[:, None])
+    got = kth_largest(jnp.asarray(x, jnp.bfloat16), 1)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(jnp.asarray(x, jnp.bfloat16)
+                                                              .astype(jnp.float32).max(-1)))
+    with pytest.raises(ValueError, match="1 <= k"):
+        kth_largest(jnp.asarray(x), V + 1)
 
 
 def test_logprob_is_taken_before_truncation():
