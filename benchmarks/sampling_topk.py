@@ -1,4 +1,4 @@
-"""Top-k truncation of one decode step's logits: rewardjax's `truncation_mask` against
+"""Top-k and top-p truncation of one decode step's logits: rewardjax's `truncation_mask` against
 `jax.lax.top_k` and torch's `topk` (what transformers' `TopKLogitsWarper` calls), on the
 same [B, V] float32 logits, in one process.
 
@@ -10,7 +10,10 @@ to k = 64 when top-p is off), `lax.top_k` as rewardjax did before, torch with
 
 The last line is `RESULT ...` with, per (B, V, k), `<B>x<V>_k<k>_vs_torch` and
 `..._vs_lax` (the other's time / rewardjax's), and the same figures go to
-`<out>/result.json`.
+`<out>/result.json`. Then top-p 0.9 alone against the sort-softmax-cumsum of
+transformers' `TopPLogitsWarper` (`<B>x<V>_p0.9_vs_torch`, and how many tokens' keep
+flags differ: float sums in another order can move a token whose mass above is within
+rounding of p).
 
     python benchmarks/sampling_topk.py
     python benchmarks/sampling_topk.py --quick
@@ -64,6 +67,18 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(args.threads)
     result = {}
+
+    def record(name: str, ours, peers: dict, **extra) -> None:
+        """Times `ours` (a jax thunk) and each peer thunk; ratios are peer / ours."""
+        t_ours = median_seconds(lambda: ours().block_until_ready(), args.reps)
+        times = {peer: median_seconds(fn, args.reps) for peer, fn in peers.items()}
+        print(f"{name}: rewardjax {t_ours * 1e3:.3f} ms, " + ", ".join(
+            f"{peer} {t * 1e3:.3f} ms" for peer, t in times.items()) +
+            "".join(f", {k} {v}" for k, v in extra.items()), flush=True)
+        result[f"{name}_ms"] = round(t_ours * 1e3, 4)
+        result.update({f"{name}_vs_{peer}": round(t / t_ours, 2) for peer, t in times.items()})
+        result.update({f"{name}_{k}": v for k, v in extra.items()})
+
     for B in args.batch:
         for V in args.vocab:
             logits = np.random.default_rng(0).standard_normal((B, V)).astype(np.float32)
@@ -71,20 +86,24 @@ def main(argv=None) -> dict:
             for k in args.k:
                 ours = jax.jit(lambda v, k=k: truncation_mask(v, top_k=k))
                 lax = jax.jit(lambda v, k=k: v >= jax.lax.top_k(v, k)[0][:, -1:])
-                def theirs(k=k):
+                def torch_topk(k=k):
                     return xt >= torch.topk(xt, k, dim=-1).values[:, -1:]
                 if not (np.array_equal(np.asarray(ours(x)), np.asarray(lax(x)))
-                        and np.array_equal(np.asarray(ours(x)), theirs().numpy())):
+                        and np.array_equal(np.asarray(ours(x)), torch_topk().numpy())):
                     raise AssertionError(f"top-k masks differ at B={B} V={V} k={k}")
-                t_ours = median_seconds(lambda: ours(x).block_until_ready(), args.reps)
-                t_lax = median_seconds(lambda: lax(x).block_until_ready(), args.reps)
-                t_torch = median_seconds(theirs, args.reps)
-                name = f"{B}x{V}_k{k}"
-                print(f"{name}: rewardjax {t_ours * 1e3:.3f} ms, lax.top_k {t_lax * 1e3:.3f} ms, "
-                      f"torch.topk {t_torch * 1e3:.3f} ms", flush=True)
-                result[f"{name}_ms"] = round(t_ours * 1e3, 4)
-                result[f"{name}_vs_torch"] = round(t_torch / t_ours, 2)
-                result[f"{name}_vs_lax"] = round(t_lax / t_ours, 2)
+                record(f"{B}x{V}_k{k}", lambda: ours(x),
+                       {"torch": torch_topk, "lax": lambda: lax(x).block_until_ready()})
+            # top-p 0.9 alone: rewardjax's bisection against the sort transformers'
+            # TopPLogitsWarper does (sort, softmax, cumsum, scatter back)
+            ours_p = jax.jit(lambda v: truncation_mask(v, top_p=0.9))
+            def torch_top_p():
+                vals, idx = torch.sort(xt, dim=-1, descending=True)
+                probs = vals.softmax(-1)
+                keep = (probs.cumsum(-1) - probs) < 0.9
+                return torch.zeros_like(keep).scatter(-1, idx, keep)
+            differ = int((np.asarray(ours_p(x)) != torch_top_p().numpy()).sum())
+            record(f"{B}x{V}_p0.9", lambda: ours_p(x), {"torch": torch_top_p},
+                   tokens_differ=differ)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(result, indent=2))

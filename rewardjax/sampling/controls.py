@@ -13,36 +13,46 @@ import jax
 import jax.numpy as jnp
 
 
-def kth_largest(x_bv: jax.Array, k: int) -> jax.Array:
-    """The k-th largest value of each row, repeats counted (= lax.top_k(x, k)[0][:, -1]):
-    float32 [B].
+_FLIP = 0x7FFFFFFF
 
-    A bisection over the values' order-preserving int32 codes (a float's bits, the
-    negative ones' magnitude bits flipped): the answer is the largest code c with
-    count(codes >= c) >= k, found exactly in 32 counting passes whatever k is. XLA:CPU
-    sorts each row for TopK (4.4 s for 128 x 151,936 logits here, 0.30 s this way:
-    `benchmarks/sampling_topk.py`).
-    """
-    if not jnp.issubdtype(x_bv.dtype, jnp.floating) or jnp.finfo(x_bv.dtype).bits > 32:
-        raise ValueError(f"kth_largest needs float rows of at most 32 bits, got {x_bv.dtype}")
-    x_bv = x_bv.astype(jnp.float32)  # exact for bfloat16 / float16
-    if not 1 <= k <= x_bv.shape[-1]:
-        raise ValueError(f"kth_largest needs 1 <= k <= {x_bv.shape[-1]}, got {k}")
-    flip = jnp.int32(0x7FFFFFFF)
-    bits = jax.lax.bitcast_convert_type(x_bv, jnp.int32)
-    code_bv = jnp.where(bits < 0, bits ^ flip, bits)
 
-    def halve(_, bounds):  # invariant: count(code >= lo) >= k, answer in [lo, hi]
+def _codes(x_bv: jax.Array) -> jax.Array:
+    """Order-preserving int32 codes of float32 values (a float's bits, the negative
+    ones' magnitude bits flipped): x < y iff code(x) < code(y), -0.0 just below +0.0."""
+    bits = jax.lax.bitcast_convert_type(x_bv.astype(jnp.float32), jnp.int32)
+    return jnp.where(bits < 0, bits ^ jnp.int32(_FLIP), bits)
+
+
+def _largest_code(code_bv: jax.Array, weight_bv: jax.Array, need) -> jax.Array:
+    """Per row, the largest code c with sum(weight[code >= c]) >= need: int32 [B].
+
+    Exact in 32 bisection passes over the row (the sum only shrinks as c grows); each
+    pass is a compare and a weighted count, whatever k or p is. XLA:CPU sorts each row
+    for TopK and for sort (4.4 s for 128 x 151,936 logits here, 0.3 s this way:
+    `benchmarks/sampling_topk.py`)."""
+
+    def halve(_, bounds):  # invariant: the answer is in [lo, hi]
         lo_b, hi_b = bounds
         mid_b = (lo_b >> 1) + (hi_b >> 1) + (((lo_b & 1) + (hi_b & 1) + 1) >> 1)  # ceil, no overflow
-        ok_b = jnp.sum(code_bv >= mid_b[:, None], axis=-1) >= k
+        ok_b = jnp.sum(jnp.where(code_bv >= mid_b[:, None], weight_bv, 0), axis=-1) >= need
         return jnp.where(ok_b, mid_b, lo_b), jnp.where(ok_b, hi_b, mid_b - 1)
 
-    B = x_bv.shape[0]
+    B = code_bv.shape[0]
     int32 = jnp.iinfo(jnp.int32)
-    lo_b, _ = jax.lax.fori_loop(0, 32, halve, (jnp.full((B,), int32.min, jnp.int32),
-                                               jnp.full((B,), int32.max, jnp.int32)))
-    return jax.lax.bitcast_convert_type(jnp.where(lo_b < 0, lo_b ^ flip, lo_b), jnp.float32)
+    return jax.lax.fori_loop(0, 32, halve, (jnp.full((B,), int32.min, jnp.int32),
+                                            jnp.full((B,), int32.max, jnp.int32)))[0]
+
+
+def kth_largest(x_bv: jax.Array, k: int) -> jax.Array:
+    """The k-th largest value of each row, repeats counted (= lax.top_k(x, k)[0][:, -1]):
+    float32 [B]; the largest code with at least k values at or above it."""
+    if not jnp.issubdtype(x_bv.dtype, jnp.floating) or jnp.finfo(x_bv.dtype).bits > 32:
+        raise ValueError(f"kth_largest needs float rows of at most 32 bits, got {x_bv.dtype}")
+    if not 1 <= k <= x_bv.shape[-1]:
+        raise ValueError(f"kth_largest needs 1 <= k <= {x_bv.shape[-1]}, got {k}")
+    code_b = _largest_code(_codes(x_bv), jnp.int32(1), k)
+    return jax.lax.bitcast_convert_type(jnp.where(code_b < 0, code_b ^ jnp.int32(_FLIP), code_b),
+                                        jnp.float32)
 
 
 def truncation_mask(scaled_bv: jax.Array, *, top_k: int = 0, top_p: float = 1.0) -> jax.Array:
@@ -53,25 +63,20 @@ def truncation_mask(scaled_bv: jax.Array, *, top_k: int = 0, top_p: float = 1.0)
     tokens, most likely first, whose renormalized probability reaches `top_p`: token i
     is kept iff the probability of the tokens ranked above it is < top_p. Ties at the
     threshold are all kept.
+
+    No sort: top-k keeps values >= the k-th largest (`kth_largest`); top-p keeps codes
+    >= c*, the largest code whose tokens at or above it hold >= top_p of the mass (a
+    token above c* has < top_p above it; one below has >= top_p).
     """
     V = scaled_bv.shape[-1]
-    if top_k and top_k < V and top_p >= 1.0:
-        return scaled_bv >= kth_largest(scaled_bv, top_k)[:, None]
+    keep_bv = jnp.ones(scaled_bv.shape, bool)
     if top_k and top_k < V:
-        sorted_bk = jax.lax.top_k(scaled_bv, top_k)[0]  # descending
-    elif top_p < 1.0:
-        sorted_bk = -jnp.sort(-scaled_bv, axis=-1)
-    else:
-        return jnp.ones(scaled_bv.shape, bool)
+        keep_bv = scaled_bv >= kth_largest(scaled_bv, top_k)[:, None]
     if top_p < 1.0:
-        probs_bk = jax.nn.softmax(sorted_bk, axis=-1)
-        mass_above_bk = jnp.cumsum(probs_bk, axis=-1) - probs_bk
-        # The most likely token is always kept (its mass above is 0 < top_p).
-        count_b = jnp.sum(mass_above_bk < top_p, axis=-1)
-        threshold_b = jnp.take_along_axis(sorted_bk, count_b[:, None] - 1, axis=-1)[:, 0]
-    else:
-        threshold_b = sorted_bk[:, -1]
-    return scaled_bv >= threshold_b[:, None]
+        code_bv = _codes(scaled_bv)
+        probs_bv = jax.nn.softmax(jnp.where(keep_bv, scaled_bv.astype(jnp.float32), -jnp.inf), axis=-1)
+        keep_bv &= code_bv >= _largest_code(code_bv, probs_bv, top_p)[:, None]
+    return keep_bv
 
 
 def select_tokens(logits_bv: jax.Array, keys_b: jax.Array, *, temperature: float,

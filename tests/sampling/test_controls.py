@@ -86,6 +86,29 @@ def test_kth_largest_equals_lax_top_k(case):
         kth_largest(jnp.asarray(x), V + 1)
 
 
+def _reference_mask(x, top_k, top_p):
+    """The docstring's rule in numpy: top-k by value (ties at the k-th kept), then token i
+    kept iff the renormalized mass strictly above it is < top_p."""
+    keep = np.ones(x.shape, bool)
+    if top_k:
+        keep = x >= np.sort(x, axis=-1)[:, -top_k][:, None]
+    z = np.where(keep, x, -np.inf).astype(np.float64)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    above = np.array([[p[b][x[b] > x[b, i]].sum() for i in range(x.shape[1])]
+                      for b in range(x.shape[0])])
+    return keep & (above < top_p)
+
+
+@pytest.mark.parametrize("top_k,top_p", [(0, 0.3), (0, 0.9), (5, 0.8), (12, 0.95), (3, 0.5)])
+def test_truncation_mask_matches_the_rule_with_ties(top_k, top_p):
+    rng = np.random.default_rng(top_k * 100 + int(top_p * 100))
+    x = np.round(rng.standard_normal((6, 40)) * 2, 1).astype(np.float32)  # ties
+    x[0, :10] = -np.inf
+    got = np.asarray(truncation_mask(jnp.asarray(x), top_k=top_k, top_p=top_p))
+    np.testing.assert_array_equal(got, _reference_mask(x, top_k, top_p))
+
+
 def test_logprob_is_taken_before_truncation():
     logits = jnp.log(jnp.asarray([PROBS, PROBS[::-1]], jnp.float32)) * 2.0
     keys = jax.random.split(jax.random.key(0), 2)
