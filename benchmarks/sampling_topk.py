@@ -1,10 +1,10 @@
-"""Top-k and top-p truncation of one decode step's logits: rewardjax's `truncation_mask` against
-`jax.lax.top_k` and torch's `topk` (what transformers' `TopKLogitsWarper` calls), on the
-same [B, V] float32 logits, in one process.
+"""Top-k and top-p truncation of one decode step's logits: rewardjax's
+`truncation_mask` against `jax.lax.top_k` and torch's `topk` (what transformers'
+`TopKLogitsWarper` calls), on the same [B, V] float32 logits, in one process.
 
 Each side builds the keep-mask of the k largest logits per row (ties at the k-th value
-kept): rewardjax by k rounds of max-and-remove (`sampling.controls.kth_largest`, used up
-to k = 64 when top-p is off), `lax.top_k` as rewardjax did before, torch with
+kept): rewardjax by a 32-pass bisection over the logits' int32 codes
+(`sampling.controls.kth_largest`), `lax.top_k` as rewardjax did before, torch with
 `topk(...).values[:, -1:]` and a comparison. The masks are checked equal. Each is timed
 --reps times after a warm-up (jax: jitted, `block_until_ready`); figures are medians.
 
