@@ -22,8 +22,9 @@ the instruct LM RM-R1 starts from), then distilled on the traces of 1k of the 4k
 training pairs (RM-R1 distils a subset, then runs RL on all) for 450 steps with the
 deciding tokens ("right"/"wrong", the verdict) weighted 20x in the SFT loss; GRPO at
 lr 1e-4 on all 4k pairs (seeded order); 256 held out. Findings (GRPO moves held-out
-accuracy by -0.4 to +2 points across seeds, not the +5 the paper's direction suggests;
-all traces for 600 steps give a 1.0 SFT judge): docs/experiments/rm_r1.md.
+accuracy by -0.4 to +3.9 points across seeds and machines, not the +5 the paper's
+direction suggests; seed 2's SFT judge misses the check line's copy and stays below
+0.90; all traces for 600 steps give a 1.0 SFT judge): docs/experiments/rm_r1.md.
 `paper` is RM-R1's Qwen2.5-Instruct-7B setting (local directory; distillation then
 GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written task.
 
