@@ -19,12 +19,12 @@ judge): "A: 6", "B: 5", "5 + 2 = 7", "7 - 1 = 6", "Answer: 6", "A: 6 vs 6 right"
 vs 6 wrong", "Verdict: A". The
 judge is a 2-layer width-64 model, first trained on correct solutions (the stand-in for
 the instruct LM RM-R1 starts from), then distilled on the traces of 1k of the 4k
-training pairs (RM-R1 distils a subset, then runs RL on all) for 450 steps with the
+training pairs (RM-R1 distils a subset, then runs RL on all) for 600 steps with the
 deciding tokens ("right"/"wrong", the verdict) weighted 20x in the SFT loss; GRPO at
-lr 1e-4 on all 4k pairs (seeded order); 256 held out. Findings (GRPO moves held-out
-accuracy by -0.4 to +3.9 points across seeds and machines, not the +5 the paper's
-direction suggests; seed 2's SFT judge misses the check line's copy and stays below
-0.90; all traces for 600 steps give a 1.0 SFT judge): docs/experiments/rm_r1.md.
+lr 1e-4 on all 4k pairs (seeded order); 256 held out. Findings: held-out accuracy
+0.916-1.0 after GRPO on seeds 0-4, but GRPO adds only 0.0 to +3.1 points to the SFT
+judge, not the +5 the paper's direction suggests; shorter distillation leaves room
+only on some seeds and then misses 0.90 on others (docs/experiments/rm_r1.md).
 `paper` is RM-R1's Qwen2.5-Instruct-7B setting (local directory; distillation then
 GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written task.
 
@@ -79,8 +79,8 @@ class Config:
     num_sft: int | None = 1024
     solver: recipes.SFTConfig = recipes.SFTConfig(steps=300, response_window=48)
     sft: recipes.SFTConfig = recipes.SFTConfig(
-        steps=450, batch_size=32, response_window=88,
-        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=450, weight_decay=0.01))
+        steps=600, batch_size=32, response_window=88,
+        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=600, weight_decay=0.01))
     deciding_weight: float = 20.0
     rl: RLConfig = RLConfig(steps=60, prompts_per_step=16, group_size=8, max_new_tokens=88,
                             prompt_length=192, temperature=1.0, advantage="grpo",
