@@ -23,8 +23,8 @@ training pairs (RM-R1 distils a subset, then runs RL on all) for 600 steps with 
 deciding tokens ("right"/"wrong", the verdict) weighted 20x in the SFT loss; GRPO at
 lr 1e-4 on all 4k pairs (seeded order); 256 held out. Findings: held-out accuracy
 0.916-1.0 after GRPO on seeds 0-4, but GRPO adds only 0.0 to +3.1 points to the SFT
-judge, not the +5 the paper's direction suggests; shorter distillation leaves room
-only on some seeds and then misses 0.90 on others (docs/experiments/rm_r1.md).
+judge, not the +5 the paper's direction suggests; at 450 steps seed 2's judge ended at
+0.725 (docs/experiments/rm_r1.md).
 `paper` is RM-R1's Qwen2.5-Instruct-7B setting (local directory; distillation then
 GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written task.
 
