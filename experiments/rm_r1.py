@@ -80,7 +80,7 @@ class Config:
     solver: recipes.SFTConfig = recipes.SFTConfig(steps=300, response_window=48)
     sft: recipes.SFTConfig = recipes.SFTConfig(
         steps=600, batch_size=32, response_window=88,
-        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, total_steps=600, weight_decay=0.01))
+        optimizer=OptimizerConfig(lr=3e-3, warmup_steps=20, weight_decay=0.01))  # total_steps: steps
     deciding_weight: float = 20.0
     rl: RLConfig = RLConfig(steps=60, prompts_per_step=16, group_size=8, max_new_tokens=88,
                             prompt_length=192, temperature=1.0, advantage="grpo",

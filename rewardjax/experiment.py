@@ -182,7 +182,8 @@ def main(presets: Mapping[str, Any], run: Callable[[Any, Path], dict], *,
     parser.add_argument("--seeds", type=_seeds_arg, default=None, metavar="K,K,...",
                         help="run once per seed (the config's `seed`) into <out>/seed<k>/ and "
                              "report each figure's mean, _min and _max")
-    parser.add_argument("--print-config", action="store_true")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (presets + --set), then run")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of a configuration error instead of one line")
     group = parser.add_argument_group(
