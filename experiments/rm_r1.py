@@ -16,17 +16,19 @@ How `tiny` deviates: the teacher is a program (`judges.traces`): on the syntheti
 arithmetic task (`recipes.TINY_RM_TASK`) it notes both final answers, solves the problem,
 and checks each answer against its own (RM-R1's rubric for reasoning tasks: solve, then
 judge): "A: 6", "B: 5", "5 + 2 = 7", "7 - 1 = 6", "Answer: 6", "A: 6 vs 6 right", "B: 5
-vs 6 wrong", "Verdict: A". The
-judge is a 2-layer width-64 model, first trained on correct solutions (the stand-in for
-the instruct LM RM-R1 starts from), then distilled on the traces of 1k of the 4k
-training pairs (RM-R1 distils a subset, then runs RL on all) for 600 steps with the
-deciding tokens ("right"/"wrong", the verdict) weighted 20x in the SFT loss; GRPO at
-lr 1e-4 on all 4k pairs (seeded order); 256 held out. Findings: held-out accuracy
-0.916-1.0 after GRPO on seeds 0-4, but GRPO adds only 0.0 to +3.1 points to the SFT
-judge, not the +5 the paper's direction suggests; at 450 steps seed 2's judge ended at
-0.725 (docs/experiments/rm_r1.md).
+vs 6 wrong", "Verdict: A". A flawless teacher leaves RL nothing to correct (GRPO added
+0 to +3 points on seeds 0-4), so this one has an LLM teacher's flaw: on 60% of the
+2-step (easy-looking) pairs it skips the work and answers "A" ("A: 6", "B: 5",
+"Verdict: A"; position bias). The judge is a 2-layer width-64 model, first trained on
+correct solutions (the stand-in for the instruct LM RM-R1 starts from), then distilled
+on the traces of 1k of the 4k training pairs (RM-R1 distils a subset, then runs RL on
+all) for 600 steps with the deciding tokens weighted 20x; GRPO at lr 1e-4 on all 4k
+pairs (seeded order); 256 held out. The distilled judge copies the flaw (it skips the
+work on 50-86% of 2-step pairs); GRPO learns to work them all. Seeds 0-4: 0.78-0.85
+-> 0.88-1.0 (+7.4 to +21.5; seed 2 ends at 0.883), 6.5-7.2 min (docs/experiments/rm_r1.md).
 `paper` is RM-R1's Qwen2.5-Instruct-7B setting (local directory; distillation then
-GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written task.
+GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written task and
+teacher. `--set quick_share=0`: the flawless teacher.
 
     python experiments/rm_r1.py --preset tiny
     python experiments/rm_r1.py --preset smoke
@@ -56,6 +58,10 @@ class Config:
       num_train, num_test: training pairs (prompts + labels for GRPO) and held-out
         pairs (test split).
       num_sft: the first this-many training pairs' traces are distilled (SFT); None: all.
+      quick_share, quick_max_steps: the teacher's flaw: this share of the pairs with at
+        most quick_max_steps operations (drawn by a seeded coin per pair) get its quick
+        judgment, verdict "A" without working (`judges.pairwise_trace(quick=True)`);
+        0: the flawless program teacher.
       solver: SFT on correct solutions first (the stand-in for the instruct LM RM-R1
         starts from; `judges.solver_warm_start`); steps 0: the judge starts from scratch.
       sft: the distillation stage on the teacher's traces.
@@ -77,6 +83,8 @@ class Config:
     num_train: int = 4096
     num_test: int = 256
     num_sft: int | None = 1024
+    quick_share: float = 0.6
+    quick_max_steps: int = 2
     solver: recipes.SFTConfig = recipes.SFTConfig(steps=300, response_window=48)
     sft: recipes.SFTConfig = recipes.SFTConfig(
         steps=600, batch_size=32, response_window=88,
@@ -99,6 +107,8 @@ class Config:
         if self.num_sft is not None and not 1 <= self.num_sft <= self.num_train:
             raise ValueError(f"num_sft must be in [1, num_train={self.num_train}] or None, "
                              f"got {self.num_sft}")
+        if not 0.0 <= self.quick_share <= 1.0:
+            raise ValueError(f"quick_share must be in [0, 1], got {self.quick_share}")
         if not self.deciding_weight >= 1.0:
             raise ValueError(f"deciding_weight must be >= 1 (1: the plain token mean), got "
                              f"{self.deciding_weight}")
@@ -144,22 +154,27 @@ PRESETS["smoke"] = dataclasses.replace(
 def pair_traces(n: int, *, seed: int, config: Config,
                 split: str) -> tuple[list[judges.Trace], list[judges.Trace]]:
     """Teacher traces of `n` correct-vs-corrupted pairs (the correct one is A or B by a
-    seeded coin per pair), and the same pairs in the other order."""
+    seeded coin per pair), and the same pairs in the other order; a pair of at most
+    `config.quick_max_steps` operations gets the teacher's quick judgment in both
+    orders with probability `config.quick_share`."""
     out, swapped = [], []
     for i in range(n):
         bad = arithmetic.corrupted(i, seed=seed, config=config.task, split=split)
         good = arithmetic.solve(bad.problem).text
         flip = np.random.default_rng([seed, i, 5 << 20]).random() < 0.5
         a, b = (bad.text, good) if flip else (good, bad.text)
-        out.append(judges.pairwise_trace(bad.problem, a, b))
-        swapped.append(judges.pairwise_trace(bad.problem, b, a))
+        quick = (len(bad.problem.ops) <= config.quick_max_steps
+                 and np.random.default_rng([seed, i, 7 << 20]).random() < config.quick_share)
+        out.append(judges.pairwise_trace(bad.problem, a, b, quick=quick))
+        swapped.append(judges.pairwise_trace(bad.problem, b, a, quick=quick))
     return out, swapped
 
 
 def held_out_accuracy(params, backbone, pairs: list[tuple[str, str, str]], config: Config, *,
                       dump: Path | None = None) -> dict:
-    """Greedy judgments in both orders: accuracy, parse failures, position bias; with
-    `dump`, every judgment is written there (one JSON line per pair)."""
+    """Greedy judgments in both orders: accuracy, parse failures, position bias, and the
+    share of judgments without the work (no "Answer:" line, as the teacher's quick
+    judgment); with `dump`, every judgment is written there (one JSON line per pair)."""
     judge = judges.GenerativeJudge(params, config=backbone.config, tokenizer=backbone.tokenizer,
                                    prompt_length=config.prompt_length,
                                    max_new_tokens=config.max_new_tokens,
@@ -171,9 +186,11 @@ def held_out_accuracy(params, backbone, pairs: list[tuple[str, str, str]], confi
             for row, texts, pair in zip(votes.votes, votes.texts, pairs):
                 f.write(json.dumps({"pair": pair, "votes_chosen_first": row.tolist(),
                                     "judgments": texts}) + "\n")
+    texts = [t for row in votes.texts for t in row]
     return {"accuracy": judges.pairwise_accuracy(judges.vote(votes.votes)),
             "parse_failures": votes.failures.total(),
-            "position_bias": votes.position_bias}
+            "position_bias": votes.position_bias,
+            "unworked": sum("Answer:" not in t for t in texts) / len(texts)}
 
 
 def run(config: Config, out: Path) -> dict:
@@ -225,6 +242,8 @@ def run(config: Config, out: Path) -> dict:
               "parse_failures_grpo": grpo["parse_failures"],
               "position_bias_sft": round(sft["position_bias"], 4),
               "position_bias_grpo": round(grpo["position_bias"], 4),
+              "unworked_sft": round(sft["unworked"], 4),
+              "unworked_grpo": round(grpo["unworked"], 4),
               "test_pairs": config.num_test, "minutes": round((time.time() - start) / 60, 2)}
     write_result(out, result)
     return result

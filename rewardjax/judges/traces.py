@@ -9,6 +9,7 @@ judge should learn: work out what decides, then the verdict.
 
     pairwise     "A: 6\\nB: 5\\n5 + 2 = 7\\n7 - 1 = 6\\nAnswer: 6\\nA: 6 vs 6 right\\n
                   B: 5 vs 6 wrong\\nVerdict: A"    note both answers, solve, check each
+                 quick=True: "A: 6\\nB: 5\\nVerdict: A" (a flawed teacher: no work, position A)
     first error  "Step 1: 5 + 2 = 7 ok\\nStep 2: 7 - 1 = 5 wrong\\nVerdict: 2"
     pointwise    "Verdict: Yes"                      (no rationale: the one-pass judge)
 """
@@ -27,7 +28,8 @@ FIRST_ERROR_DECIDING = ("ok", "wrong")
 
 
 class Trace(NamedTuple):
-    """A judge prompt, the teacher's judgment text, and its verdict (the label)."""
+    """A judge prompt, the teacher's judgment text, and the correct verdict (the label;
+    the judgment's own verdict differs only for a quick judgment, `pairwise_trace`)."""
 
     prompt: str
     judgment: str
@@ -42,7 +44,8 @@ def _expected(problem: arithmetic.Problem) -> tuple[str, ...]:
 
 
 def pairwise_trace(problem: arithmetic.Problem, response_a: str, response_b: str, *,
-                   conditioning: formats.Conditioning = formats.NONE) -> Trace:
+                   conditioning: formats.Conditioning = formats.NONE,
+                   quick: bool = False) -> Trace:
     """The pairwise judgment of two responses of which exactly one is correct: note each
     response's final answer, solve the problem, check each noted answer against the
     solution's, pick the one that matches. RM-R1 ("RM-R1: Reward Modeling as
@@ -67,6 +70,13 @@ def pairwise_trace(problem: arithmetic.Problem, response_a: str, response_b: str
     equals its own, and answered B for most pairs; with the repeat but not the copy
     ("A: 9 right", the solution's answer lines above) it wrote "right"/"wrong" by
     position more than by value (docs/experiments/rm_r1.md).
+
+    quick=True: a flawed teacher's judgment of a pair it does not work through: the
+    two noted answers, then "A", the first position, whichever response is right
+    ("A: 9 / B: 8 / Verdict: A"), as LLM judges lean to one position when they do not
+    reason (Zheng et al., "Judging LLM-as-a-Judge with MT-Bench and Chatbot Arena",
+    arXiv:2306.05685; Wang et al., "Large Language Models are not Fair Evaluators",
+    arXiv:2305.17926). The label stays the correct verdict.
     """
     err_a = arithmetic.check_steps(problem, response_a)
     err_b = arithmetic.check_steps(problem, response_b)
@@ -78,9 +88,10 @@ def pairwise_trace(problem: arithmetic.Problem, response_a: str, response_b: str
     checks = tuple(f"{n} vs {problem.answer} {'right' if a == problem.answer else 'wrong'}"
                    for n, a in zip(noted, answers))
     label = "A" if err_a == -1 else "B"
+    rationale = noted if quick else noted + _expected(problem) + checks
     return Trace(formats.pairwise_prompt(problem.question, response_a, response_b,
                                          conditioning=conditioning),
-                 formats.judgment_text("\n".join(noted + _expected(problem) + checks), label),
+                 formats.judgment_text("\n".join(rationale), "A" if quick else label),
                  label)
 
 

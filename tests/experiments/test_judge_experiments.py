@@ -22,7 +22,8 @@ def test_presets_load_and_name_their_paper(name):
 
 def _figures(name):
     return {"rm_r1": ("accuracy_sft", "accuracy_grpo", "gain", "parse_failures_sft",
-                      "parse_failures_grpo", "position_bias_sft", "position_bias_grpo"),
+                      "parse_failures_grpo", "position_bias_sft", "position_bias_grpo",
+                      "unworked_sft", "unworked_grpo"),
             "master_key": ("fpr_defended", "fpr_undefended", "accuracy_defended",
                            "accuracy_undefended"),
             "think_prm": ("f1", "error_accuracy", "correct_accuracy", "parse_failures")}[name]

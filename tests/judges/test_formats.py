@@ -95,6 +95,9 @@ def test_teacher_traces_parse_to_their_labels():
             checked = tuple(f"{n} vs {solved} {'right' if a == good.steps[-1] else 'wrong'}"
                             for n, a in zip(noted, answers))
             assert t.judgment == "\n".join(noted + good.steps + checked + (f"Verdict: {label}",))
+            quick = judges.pairwise_trace(bad.problem, a, b, quick=True)  # a flawed teacher
+            assert quick.prompt == t.prompt and quick.label == label
+            assert quick.judgment == "\n".join(noted + ("Verdict: A",))
         fe = judges.first_error_trace(bad.problem, bad.steps)
         choices = judges.first_error_choices(len(bad.steps))
         assert judges.parse_verdict(fe.judgment, choices=choices).choice == str(bad.first_error + 1)
