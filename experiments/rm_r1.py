@@ -21,11 +21,11 @@ vs 6 wrong", "Verdict: A". A flawless teacher leaves RL nothing to correct (GRPO
 2-step (easy-looking) pairs it skips the work and answers "A" ("A: 6", "B: 5",
 "Verdict: A"; position bias). The judge is a 2-layer width-64 model, first trained on
 correct solutions (the stand-in for the instruct LM RM-R1 starts from), then distilled
-on the traces of 1k of the 4k training pairs (RM-R1 distils a subset, then runs RL on
-all) for 600 steps with the deciding tokens weighted 20x; GRPO at lr 1e-4 on all 4k
+on the traces of 1,280 of the 4k training pairs (RM-R1 distils a subset, then runs RL
+on all) for 600 steps with the deciding tokens weighted 20x; GRPO at lr 1e-4 on all 4k
 pairs (seeded order); 256 held out. The distilled judge copies the flaw (it skips the
-work on 50-86% of 2-step pairs); GRPO learns to work them all. Seeds 0-4: 0.78-0.85
--> 0.88-1.0 (+7.4 to +21.5; seed 2 ends at 0.883), 6.5-7.2 min (docs/experiments/rm_r1.md).
+work on 74-85% of 2-step pairs); GRPO learns to work them all. Seeds 0-4: 0.80-0.86
+-> 0.95-1.0 (+12.3 to +18.4), 6.2-8.0 min (docs/experiments/rm_r1.md).
 `paper` is RM-R1's Qwen2.5-Instruct-7B setting (local directory; distillation then
 GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written task and
 teacher. `--set quick_share=0`: the flawless teacher.
@@ -82,7 +82,7 @@ class Config:
     task: arithmetic.ArithmeticConfig = recipes.TINY_RM_TASK
     num_train: int = 4096
     num_test: int = 256
-    num_sft: int | None = 1024
+    num_sft: int | None = 1280
     quick_share: float = 0.6
     quick_max_steps: int = 2
     solver: recipes.SFTConfig = recipes.SFTConfig(steps=300, response_window=48)
