@@ -28,7 +28,8 @@ work on 74-85% of 2-step pairs); GRPO learns to work them all. Seeds 0-4: 0.80-0
 -> 0.95-1.0 (+12.3 to +18.4), 6.2-8.0 min (docs/experiments/rm_r1.md).
 `paper` is RM-R1's Qwen2.5-Instruct-7B setting (local directory; distillation then
 GRPO with lr 1e-6, 7 samples per prompt, KL 1e-3) on the same program-written task and
-teacher. `--set quick_share=0`: the flawless teacher.
+teacher. `--set quick_share=0 num_sft=1024`: the flawless teacher's preset of those
+0 to +3 points.
 
     python experiments/rm_r1.py --preset tiny
     python experiments/rm_r1.py --preset smoke
